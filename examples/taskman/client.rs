@@ -1,0 +1,359 @@
+//! The outbound side: a typed client of the Task Manager REST API over a plain
+//! `tower::Service<http::Request<_>>`, so that resilience and observability layers can wrap
+//! the transport without the client knowing.
+
+use std::{fmt, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tower::{BoxError, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+
+use crate::api::{ApiError, ErrorBody, Page, Project, Task};
+
+/// Request body sent to the backend: always a complete buffer, so a request can be replayed.
+pub type RequestBody = Full<Bytes>;
+/// Response body as seen by the client, whatever layers sit below it.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The transport stack the client talks through.
+pub type BackendService =
+    BoxCloneSyncService<Request<RequestBody>, Response<ResponseBody>, BoxError>;
+
+/// The largest backend answer read into memory; a bigger one is an error, not an OOM.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// hyper-util's pooled HTTP/1 client with connect and whole-request timeouts.
+pub fn http_transport(config: &TransportConfig) -> BackendService {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(32)
+        .build::<_, RequestBody>(connector);
+    let stack = ServiceBuilder::new()
+        // The timeout covers the whole exchange up to the response head; the body is read
+        // under the same deadline by `BackendClient::send`.
+        .timeout(config.request_timeout)
+        .map_response(|response: Response<hyper::body::Incoming>| {
+            response.map(|body| {
+                body.map_err(|err| -> BoxError { Box::new(err) })
+                    .boxed_unsync()
+            })
+        })
+        .service(client);
+    BoxCloneSyncService::new(stack)
+}
+
+/// Why a backend call did not produce the expected resource.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The backend answered with an error status and (usually) a contract error body.
+    Api { status: StatusCode, error: ApiError },
+    /// No usable answer: connection refused or reset, timeout, unreadable body.
+    Unavailable(String),
+}
+
+impl ClientError {
+    fn unavailable(err: impl fmt::Display) -> Self {
+        ClientError::Unavailable(err.to_string())
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Api { error, .. } => f.write_str(&error.message),
+            ClientError::Unavailable(reason) => write!(f, "task backend unavailable: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Query of `GET /tasks`; `None` leaves a filter out.
+#[derive(Debug, Default, Clone)]
+pub struct TaskQuery {
+    pub status: Option<String>,
+    pub priority: Option<String>,
+    pub project_id: Option<String>,
+    pub tag: Option<String>,
+    pub q: Option<String>,
+    pub due_before: Option<String>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// A typed client of the Task Manager REST API v1.
+#[derive(Clone)]
+pub struct BackendClient {
+    service: BackendService,
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:4000/api/v1`.
+    base: String,
+}
+
+impl fmt::Debug for BackendClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackendClient {
+    pub fn new(service: BackendService, endpoint: &http::Uri) -> Self {
+        let base = endpoint.to_string().trim_end_matches('/').to_owned();
+        Self { service, base }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Page<Task>, ClientError> {
+        let mut params = QueryString::default();
+        params.push("status", query.status.as_deref());
+        params.push("priority", query.priority.as_deref());
+        params.push("project_id", query.project_id.as_deref());
+        params.push("tag", query.tag.as_deref());
+        params.push("q", query.q.as_deref());
+        params.push("due_before", query.due_before.as_deref());
+        params.push("limit", query.limit.map(|n| n.to_string()).as_deref());
+        params.push("offset", query.offset.map(|n| n.to_string()).as_deref());
+        self.json(
+            Method::GET,
+            &format!("/tasks{}", params.finish()),
+            None::<&()>,
+            false,
+        )
+        .await
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/tasks/{}", encode(id)),
+            None::<&()>,
+            false,
+        )
+        .await
+    }
+
+    pub async fn create_task(&self, task: &serde_json::Value) -> Result<Task, ClientError> {
+        self.json(Method::POST, "/tasks", Some(task), true).await
+    }
+
+    /// Sends only the fields present in `patch`; a `null` clears a nullable field.
+    pub async fn update_task(
+        &self,
+        id: &str,
+        patch: &serde_json::Value,
+    ) -> Result<Task, ClientError> {
+        self.json(
+            Method::PATCH,
+            &format!("/tasks/{}", encode(id)),
+            Some(patch),
+            false,
+        )
+        .await
+    }
+
+    pub async fn delete_task(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/tasks/{}", encode(id));
+        self.send(Method::DELETE, &path, None::<&()>, false)
+            .await
+            .map(drop)
+    }
+
+    pub async fn list_projects(
+        &self,
+        limit: Option<u64>,
+        offset: Option<u64>,
+    ) -> Result<Page<Project>, ClientError> {
+        let mut params = QueryString::default();
+        params.push("limit", limit.map(|n| n.to_string()).as_deref());
+        params.push("offset", offset.map(|n| n.to_string()).as_deref());
+        self.json(
+            Method::GET,
+            &format!("/projects{}", params.finish()),
+            None::<&()>,
+            false,
+        )
+        .await
+    }
+
+    pub async fn create_project(
+        &self,
+        project: &serde_json::Value,
+    ) -> Result<Project, ClientError> {
+        self.json(Method::POST, "/projects", Some(project), true)
+            .await
+    }
+
+    /// `GET /health`: Ok when the backend answers 200.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.send(Method::GET, "/health", None::<&()>, false)
+            .await
+            .map(drop)
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        idempotent_create: bool,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path, body, idempotent_create).await?;
+        serde_json::from_slice(&bytes).map_err(|err| {
+            ClientError::unavailable(format!("backend answered with an unexpected body: {err}"))
+        })
+    }
+
+    /// Sends one request and returns the body of a 2xx answer.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        idempotent_create: bool,
+    ) -> Result<Bytes, ClientError> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::ACCEPT, "application/json");
+        if idempotent_create {
+            // One key per logical create: a retry of this request (same key, same body) can
+            // never make a second task.
+            let key = uuid::Uuid::new_v4().to_string();
+            request = request.header(
+                "idempotency-key",
+                HeaderValue::from_str(&key).map_err(ClientError::unavailable)?,
+            );
+        }
+        let payload = match body {
+            Some(value) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(value).map_err(ClientError::unavailable)?)
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(payload))
+            .map_err(ClientError::unavailable)?;
+
+        let response = self
+            .service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(describe_transport_error)?;
+        let status = response.status();
+        let body = read_body(response.into_body()).await?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let error = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| ApiError {
+                code: if status.is_server_error() {
+                    "internal"
+                } else {
+                    "bad_request"
+                }
+                .to_owned(),
+                message: format!("backend answered {status}"),
+                field: None,
+            });
+        if status.is_server_error() {
+            return Err(ClientError::Unavailable(format!(
+                "{status}: {}",
+                error.message
+            )));
+        }
+        Err(ClientError::Api { status, error })
+    }
+}
+
+/// Reads a whole body, refusing one over [`MAX_RESPONSE_BYTES`].
+async fn read_body(mut body: ResponseBody) -> Result<Bytes, ClientError> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            ClientError::unavailable(format!("reading the backend's answer failed: {err}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() + data.len() > MAX_RESPONSE_BYTES {
+                return Err(ClientError::unavailable(format!(
+                    "the backend's answer is larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+fn describe_transport_error(err: BoxError) -> ClientError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return ClientError::Unavailable("the request timed out".to_owned());
+    }
+    // hyper-util's errors say little at the top level ("client error (Connect)"); the cause
+    // chain says why.
+    let mut reason = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError::Unavailable(reason)
+}
+
+#[derive(Default)]
+struct QueryString(String);
+
+impl QueryString {
+    fn push(&mut self, name: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.0.push(if self.0.is_empty() { '?' } else { '&' });
+            self.0.push_str(name);
+            self.0.push('=');
+            self.0.push_str(&encode(value));
+        }
+    }
+
+    fn finish(self) -> String {
+        self.0
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so that an id or a search
+/// term can never change the path or add a parameter.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    // "." and ".." are unreserved but still mean something in a path.
+    match out.as_str() {
+        "." => "%2E".to_owned(),
+        ".." => "%2E%2E".to_owned(),
+        _ => out,
+    }
+}

@@ -1,0 +1,354 @@
+//! taskman: an MCP server for a Task Manager REST API, assembled from tower-bulwark's layers.
+//!
+//! Run with
+//!
+//! ```not_rust
+//! cargo run --example taskman                  # MCP over Streamable HTTP at http://127.0.0.1:3000/mcp
+//! cargo run --example taskman -- --transport stdio
+//! cargo run --example taskman -- backend --port 4000 --db data/taskman.db
+//! cargo run --example taskman -- --help        # every setting, with its environment variable
+//! ```
+//!
+//! When `TASK_MANAGER_API_ENDPOINT` is unset, the embedded SQLite backend starts in-process on
+//! a loopback port and the MCP tools reach it over HTTP through the same client stack as an
+//! external backend would be reached, so the outbound path is always real.
+
+// `pub` marks each module's interface to the rest of the example; nothing is exported.
+#![allow(unreachable_pub)]
+
+mod api;
+mod backend;
+mod client;
+mod config;
+mod mcp;
+mod server;
+mod shutdown;
+
+use std::{future::IntoFuture, net::SocketAddr, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use rmcp::ServiceExt as _;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::{
+    backend::Store,
+    client::{BackendClient, TransportConfig, http_transport},
+    config::{
+        BackendConfig, Cli, Command, DbLocation, LogConfig, LogFormat, ServerConfig, Transport,
+    },
+    shutdown::InFlight,
+};
+
+/// Exit code for an invalid setting, as for a command-line usage error.
+const EXIT_INVALID_SETTING: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Validate everything before starting anything, so that a typo costs nothing.
+    let log = cli.log.validate();
+    let command = match cli.command {
+        None | Some(Command::Serve) => cli
+            .server
+            .validate()
+            .map(|config| Run::Server(Box::new(config))),
+        Some(Command::Backend(settings)) => settings.validate().map(Run::Backend),
+    };
+    let (log, command) = match (log, command) {
+        (Ok(log), Ok(command)) => (log, command),
+        (Err(invalid), _) | (_, Err(invalid)) => {
+            eprintln!("{invalid}");
+            return ExitCode::from(EXIT_INVALID_SETTING);
+        }
+    };
+    init_logging(&log);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match command {
+            Run::Server(config) => run_server(*config).await,
+            Run::Backend(config) => run_backend(config).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!(error = format!("{err:#}"), "taskman stopped on an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Run {
+    Server(Box<ServerConfig>),
+    Backend(BackendConfig),
+}
+
+/// Logs go to stderr, always: with the stdio transport, stdout carries only MCP messages.
+fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::builder()
+        .with_default_directive(config.level.into())
+        .from_env_lossy();
+    let registry = tracing_subscriber::registry().with(filter);
+    match config.format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
+async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
+    let embedded = match &config.api_endpoint {
+        Some(_) => None,
+        None => Some(EmbeddedBackend::start(&config.db).await?),
+    };
+    let endpoint = match (&config.api_endpoint, &embedded) {
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, Some(embedded)) => embedded
+            .endpoint()
+            .parse()
+            .context("embedded backend endpoint")?,
+        (None, None) => unreachable!("the embedded backend starts when no endpoint is configured"),
+    };
+    let transport = http_transport(&TransportConfig {
+        connect_timeout: config.api_connect_timeout,
+        request_timeout: config.api_timeout,
+    });
+    let client = BackendClient::new(transport, &endpoint);
+    info!(
+        endpoint = client.endpoint(),
+        embedded = embedded.is_some(),
+        "task backend configured"
+    );
+    log_layer_settings(&config);
+
+    let served = match config.transport {
+        Transport::Http => serve_http(&config, client).await,
+        Transport::Stdio => serve_stdio(client).await,
+    };
+    if let Some(embedded) = embedded {
+        embedded.stop().await;
+    }
+    served?;
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// One line with the settings of the observability and resilience layers, so an operator can
+/// see what is in effect.
+fn log_layer_settings(config: &ServerConfig) {
+    let ServerConfig {
+        metrics_enabled,
+        tracing,
+        circuit_breaker,
+        fallback_cache,
+        ..
+    } = config;
+    info!(
+        metrics_enabled,
+        tracing_enabled = tracing.enabled,
+        otlp_endpoint = %tracing.otlp_endpoint,
+        otel_debug = tracing.debug,
+        otel_sample_rate = tracing.sample_rate,
+        otel_service_name = tracing.service_name,
+        circuit_breaker_enabled = circuit_breaker.enabled,
+        circuit_breaker_error_threshold = circuit_breaker.error_threshold_percent,
+        circuit_breaker_reset_timeout_ms = circuit_breaker.reset_timeout.as_millis() as u64,
+        circuit_breaker_volume_threshold = circuit_breaker.volume_threshold,
+        fallback_cache_enabled = fallback_cache.enabled,
+        fallback_cache_max_size = fallback_cache.max_size,
+        fallback_cache_ttl_ms = fallback_cache.ttl.as_millis() as u64,
+        "layer settings"
+    );
+}
+
+async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Result<()> {
+    let listener = TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}",
+                SocketAddr::new(config.host, config.port)
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let mcp_sessions = CancellationToken::new();
+    let in_flight = InFlight::default();
+    let app = server::app(client, addr, mcp_sessions.clone(), in_flight.clone());
+
+    let stop_accepting = CancellationToken::new();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future(),
+    );
+    info!(%addr, url = format!("http://{addr}/mcp"), "listening");
+
+    tokio::select! {
+        signal = shutdown::signal() => info!(signal, "shutdown signal received"),
+        served = &mut server => {
+            served.context("HTTP server task")?.context("HTTP server")?;
+            anyhow::bail!("HTTP server stopped unexpectedly");
+        }
+    }
+    stop_accepting.cancel();
+    info!(
+        in_flight = in_flight.count(),
+        deadline_ms = config.shutdown_timeout.as_millis() as u64,
+        "stopped accepting connections; waiting for in-flight requests"
+    );
+    match in_flight.drain(config.shutdown_timeout).await {
+        0 => info!("in-flight requests finished"),
+        left => warn!(
+            abandoned = left,
+            "shutdown deadline reached; abandoning in-flight requests"
+        ),
+    }
+    mcp_sessions.cancel();
+    info!("MCP sessions closed");
+    // With sessions closed, only idle connections remain; they close at once.
+    match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
+        Ok(_) => info!("HTTP server stopped"),
+        Err(_) => {
+            server.abort();
+            warn!("HTTP server connections did not close in time; dropped them");
+        }
+    }
+    Ok(())
+}
+
+async fn serve_stdio(client: BackendClient) -> anyhow::Result<()> {
+    let running = mcp::Taskman::new(client)
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("MCP over stdio")?;
+    info!("serving MCP over stdio");
+    let cancel = running.cancellation_token();
+    let waiting = running.waiting();
+    tokio::pin!(waiting);
+    tokio::select! {
+        ended = &mut waiting => {
+            ended.context("MCP over stdio")?;
+            info!("stdin closed; stopping");
+        }
+        signal = shutdown::signal() => {
+            info!(signal, "shutdown signal received");
+            cancel.cancel();
+            waiting.await.context("MCP over stdio")?;
+            info!("MCP session closed");
+        }
+    }
+    Ok(())
+}
+
+/// `taskman backend`: the REST backend alone, e.g. for tests that stop and restart it.
+async fn run_backend(config: BackendConfig) -> anyhow::Result<()> {
+    let store = open_store(&config.db).await?;
+    let listener = TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}",
+                SocketAddr::new(config.host, config.port)
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    info!(%addr, endpoint = format!("http://{addr}/api/v1"), "listening");
+    let served = axum::serve(listener, backend::router(store.clone()))
+        .with_graceful_shutdown(async {
+            let signal = shutdown::signal().await;
+            info!(
+                signal,
+                "shutdown signal received; finishing in-flight requests"
+            );
+        })
+        .await;
+    info!("backend stopped");
+    store.close().await.context("closing the store")?;
+    info!("store closed");
+    served.context("backend HTTP server")?;
+    info!("shutdown complete");
+    Ok(())
+}
+
+async fn open_store(db: &DbLocation) -> anyhow::Result<Store> {
+    let path = db.as_store_path();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
+    info!(db = %db.as_store_path(), "store opened");
+    Ok(store)
+}
+
+/// The in-process backend used when no external endpoint is configured.
+struct EmbeddedBackend {
+    store: Store,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl EmbeddedBackend {
+    async fn start(db: &DbLocation) -> anyhow::Result<Self> {
+        let store = open_store(db).await?;
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("cannot listen for the embedded backend")?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(
+            axum::serve(listener, backend::router(store.clone()))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        info!(%addr, "embedded backend listening");
+        Ok(Self {
+            store,
+            addr,
+            stop,
+            task,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+
+    /// Runs after the MCP side has stopped, so no request can still need the backend.
+    async fn stop(self) {
+        self.stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(Ok(Ok(()))) => info!("embedded backend stopped"),
+            Ok(Ok(Err(err))) => warn!(error = %err, "embedded backend stopped with an error"),
+            Ok(Err(err)) => warn!(error = %err, "embedded backend task failed"),
+            Err(_) => warn!("embedded backend did not stop in time"),
+        }
+        match self.store.close().await {
+            Ok(()) => info!("store closed"),
+            Err(err) => warn!(error = %err, "closing the store failed"),
+        }
+    }
+}

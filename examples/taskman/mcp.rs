@@ -1,0 +1,428 @@
+//! The MCP face of taskman: eight tools over the backend client.
+//!
+//! Tool names, argument names and result shapes are the interface MCP clients program
+//! against. Backend refusals (4xx) and outages come back as tool results with
+//! `isError: true` and a message the model can act on; unknown tools and malformed requests
+//! are JSON-RPC errors, produced by rmcp.
+
+use rmcp::{
+    Json, ServerHandler,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{Implementation, ServerCapabilities, ServerConfig},
+    tool, tool_handler, tool_router,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    api::{Page, Priority, Project, Status, Task},
+    client::{BackendClient, ClientError, TaskQuery},
+};
+
+/// The MCP server handler; cheap to clone (one per session or stateless request).
+#[derive(Debug, Clone)]
+pub struct Taskman {
+    client: BackendClient,
+    tool_router: ToolRouter<Taskman>,
+}
+
+// ----- arguments ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListTasksArgs {
+    /// Only tasks with this status.
+    pub status: Option<Status>,
+    /// Only tasks with this priority.
+    pub priority: Option<Priority>,
+    /// Only tasks of this project.
+    pub project_id: Option<String>,
+    /// Only tasks carrying this tag (exact match).
+    pub tag: Option<String>,
+    /// Case-insensitive text searched in titles and descriptions.
+    pub query: Option<String>,
+    /// Only tasks due before this date (YYYY-MM-DD).
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    pub due_before: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u64>,
+    /// Number of matching tasks to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskIdArgs {
+    /// The task's id, as returned by create_task or list_tasks.
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskArgs {
+    /// Short summary, 1 to 200 characters (surrounding spaces are trimmed).
+    #[schemars(length(min = 1, max = 200))]
+    pub title: String,
+    /// Longer details, at most 10,000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10000))]
+    pub description: Option<String>,
+    /// Initial status (default todo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Priority (default medium).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// Id of an existing project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Up to 20 distinct tags of 1 to 50 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20), inner(length(min = 1, max = 50)))]
+    pub tags: Option<Vec<String>>,
+    /// Due date (YYYY-MM-DD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    pub due_date: Option<String>,
+}
+
+/// Every field but `id` is optional: only the fields given change, and `null` clears
+/// description, project_id and due_date.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTaskArgs {
+    /// The task's id.
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// New title, 1 to 200 characters.
+    #[schemars(length(min = 1, max = 200))]
+    pub title: Option<String>,
+    /// New description (at most 10,000 characters), or null to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(length(max = 10000))]
+    pub description: Option<Option<String>>,
+    /// New status; `done` sets completed_at, leaving `done` clears it.
+    pub status: Option<Status>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// Move to another project, or null to detach.
+    #[serde(default, deserialize_with = "present")]
+    pub project_id: Option<Option<String>>,
+    /// Replace all tags (up to 20 distinct tags of 1 to 50 characters).
+    #[schemars(length(max = 20), inner(length(min = 1, max = 50)))]
+    pub tags: Option<Vec<String>>,
+    /// New due date (YYYY-MM-DD), or null to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    pub due_date: Option<Option<String>>,
+}
+
+/// Tells "absent" (outer `None`, via `#[serde(default)]`) from "null" (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListProjectsArgs {
+    /// Page size, 1 to 100 (default 50).
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u64>,
+    /// Number of projects to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectArgs {
+    /// Unique name (case-insensitive), 1 to 100 characters.
+    #[schemars(length(min = 1, max = 100))]
+    pub name: String,
+    /// What the project is about, at most 2,000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub description: Option<String>,
+}
+
+// ----- results -------------------------------------------------------------------------------
+
+/// One page of tasks, in creation order.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    /// Number of tasks matching the filters, across all pages.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// One page of projects, in creation order.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProjectList {
+    pub projects: Vec<Project>,
+    /// Number of projects across all pages.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// Confirms a deletion.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
+// ----- tools ---------------------------------------------------------------------------------
+
+// Each tool returns `Result<Json<T>, String>` spelled out: rmcp's macro derives the
+// outputSchema from that syntax, so a type alias would silently drop it.
+#[tool_router]
+impl Taskman {
+    pub fn new(client: BackendClient) -> Self {
+        Self {
+            client,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "List tasks, newest last, filtered by status, priority, project, tag, text or due date. Paginated with limit and offset.",
+        annotations(title = "List tasks", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_tasks(
+        &self,
+        Parameters(args): Parameters<ListTasksArgs>,
+    ) -> Result<Json<TaskList>, String> {
+        let query = TaskQuery {
+            status: args.status.map(|s| s.as_str().to_owned()),
+            priority: args.priority.map(|p| p.as_str().to_owned()),
+            project_id: args.project_id,
+            tag: args.tag,
+            q: args.query,
+            due_before: args.due_before,
+            limit: args.limit,
+            offset: args.offset,
+        };
+        let Page {
+            items,
+            total,
+            limit,
+            offset,
+        } = self.client.list_tasks(&query).await.map_err(tool_error)?;
+        Ok(Json(TaskList {
+            tasks: items,
+            total,
+            limit,
+            offset,
+        }))
+    }
+
+    #[tool(
+        description = "Get one task by id.",
+        annotations(title = "Get task", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_task(
+        &self,
+        Parameters(args): Parameters<TaskIdArgs>,
+    ) -> Result<Json<Task>, String> {
+        self.client
+            .get_task(&args.id)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        description = "Create a task. Only the title is required.",
+        annotations(
+            title = "Create task",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn create_task(
+        &self,
+        Parameters(args): Parameters<CreateTaskArgs>,
+    ) -> Result<Json<Task>, String> {
+        let body = serde_json::to_value(&args).map_err(|err| err.to_string())?;
+        self.client
+            .create_task(&body)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        description = "Change fields of a task. Only the fields given change; null clears description, project_id or due_date.",
+        annotations(
+            title = "Update task",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn update_task(
+        &self,
+        Parameters(args): Parameters<UpdateTaskArgs>,
+    ) -> Result<Json<Task>, String> {
+        let mut patch = Map::new();
+        let mut set = |name: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                patch.insert(name.to_owned(), value);
+            }
+        };
+        set("title", args.title.map(Value::from));
+        set("description", args.description.map(|d| json!(d)));
+        set("status", args.status.map(|s| json!(s)));
+        set("priority", args.priority.map(|p| json!(p)));
+        set("project_id", args.project_id.map(|p| json!(p)));
+        set("tags", args.tags.map(|t| json!(t)));
+        set("due_date", args.due_date.map(|d| json!(d)));
+        if patch.is_empty() {
+            return Err("nothing to update: give at least one field besides id".to_owned());
+        }
+        self.client
+            .update_task(&args.id, &Value::Object(patch))
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        description = "Mark a task as done (sets completed_at).",
+        annotations(
+            title = "Complete task",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn complete_task(
+        &self,
+        Parameters(args): Parameters<TaskIdArgs>,
+    ) -> Result<Json<Task>, String> {
+        let patch = json!({ "status": Status::Done });
+        self.client
+            .update_task(&args.id, &patch)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+
+    #[tool(
+        description = "Delete a task for good.",
+        annotations(
+            title = "Delete task",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn delete_task(
+        &self,
+        Parameters(args): Parameters<TaskIdArgs>,
+    ) -> Result<Json<Deleted>, String> {
+        self.client
+            .delete_task(&args.id)
+            .await
+            .map_err(tool_error)?;
+        Ok(Json(Deleted {
+            id: args.id,
+            deleted: true,
+        }))
+    }
+
+    #[tool(
+        description = "List projects in creation order. Paginated with limit and offset.",
+        annotations(
+            title = "List projects",
+            read_only_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn list_projects(
+        &self,
+        Parameters(args): Parameters<ListProjectsArgs>,
+    ) -> Result<Json<ProjectList>, String> {
+        let Page {
+            items,
+            total,
+            limit,
+            offset,
+        } = self
+            .client
+            .list_projects(args.limit, args.offset)
+            .await
+            .map_err(tool_error)?;
+        Ok(Json(ProjectList {
+            projects: items,
+            total,
+            limit,
+            offset,
+        }))
+    }
+
+    // Names are unique, so repeating the call cannot make a second project: idempotent.
+    #[tool(
+        description = "Create a project. Names are unique, ignoring case.",
+        annotations(
+            title = "Create project",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn create_project(
+        &self,
+        Parameters(args): Parameters<CreateProjectArgs>,
+    ) -> Result<Json<Project>, String> {
+        let body = serde_json::to_value(&args).map_err(|err| err.to_string())?;
+        self.client
+            .create_project(&body)
+            .await
+            .map(Json)
+            .map_err(tool_error)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Taskman {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("taskman", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Task manager. Tools: list_tasks, get_task, create_task, update_task, complete_task, \
+                 delete_task, list_projects, create_project. Ids are opaque strings returned by the tools.",
+            )
+    }
+}
+
+/// The text the model sees when a tool fails: the backend's own message for a refusal.
+fn tool_error(err: ClientError) -> String {
+    match err {
+        ClientError::Api { status, error } => match error.field {
+            Some(field) => format!(
+                "{} ({} {}, field {field})",
+                error.message,
+                status.as_u16(),
+                error.code
+            ),
+            None => format!("{} ({} {})", error.message, status.as_u16(), error.code),
+        },
+        unavailable @ ClientError::Unavailable(_) => unavailable.to_string(),
+    }
+}

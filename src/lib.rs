@@ -1,0 +1,26 @@
+//! Composable [Tower] layers for resilient, observable HTTP services and clients.
+//!
+//! tower-bulwark wraps both sides of a service: the inbound server (an axum `Router`, a hyper
+//! server, rmcp's `StreamableHttpService`) and the outbound client it calls (hyper-util's
+//! client, or any `tower::Service<http::Request<_>>`). Each layer is usable alone, tuned
+//! through a builder, and behind its own cargo feature:
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `request-id` | one request ID from the edge through logs, spans and outbound calls |
+//! | `metrics` | Prometheus metrics for servers and clients, with bounded label sets |
+//! | `trace` | spans following the OpenTelemetry HTTP conventions, W3C `traceparent` in and out |
+//! | `otlp` | OTLP export of those spans (implies `trace`) |
+//! | `circuit-breaker` | per-key, failure-rate and slow-call based circuit breaking |
+//! | `fallback-cache` | serves the last good read when the backend fails (stale-if-error) |
+//! | `full` | all of the above |
+//!
+//! No feature is on by default: a service author pays, in build time and dependencies, only
+//! for the layers they use.
+//!
+//! The `taskman` example (`cargo run --example taskman`) assembles a complete MCP server from
+//! these layers in front of a Task Manager REST API.
+//!
+//! [Tower]: https://docs.rs/tower
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
