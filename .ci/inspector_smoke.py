@@ -64,17 +64,22 @@ def inspector(url, home, *args, expect_rc=0):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "HOME": home})
     output = result.stdout.strip()
-    print(output if len(output) < 4000 else output[:4000] + "\n…")
+    print(output if len(output) < 1500 else output[:1500] + f" … ({len(output)} characters)")
     if result.returncode != expect_rc:
         fail(f"exit code {result.returncode}, expected {expect_rc}; stderr:\n{result.stderr}")
-    return output
-
-
-def structured(output):
+    if result.returncode != 0:
+        return output
     body = json.loads(output)
+    # `--format json` wraps the JSON-RPC result as {"result": ...}.
+    return body.get("result", body) if isinstance(body, dict) else body
+
+
+def structured(body):
+    if body.get("isError"):
+        fail(f"tool error: {body}")
     content = body.get("structuredContent")
     if content is None:
-        fail(f"no structuredContent in {output}")
+        fail(f"no structuredContent in {body}")
     return content
 
 
@@ -85,7 +90,7 @@ def main():
     url = f"http://{state['addr']}/mcp"
     home = tempfile.mkdtemp(prefix="inspector-home-")
     try:
-        listing = json.loads(inspector(url, home, "--method", "tools/list", "--format", "json"))
+        listing = inspector(url, home, "--method", "tools/list", "--format", "json")
         names = {tool["name"] for tool in listing["tools"]}
         if names != EXPECTED_TOOLS:
             fail(f"tools/list gave {sorted(names)}, expected {sorted(EXPECTED_TOOLS)}")
