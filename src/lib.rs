@@ -23,3 +23,6 @@
 //!
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "request-id")]
+pub mod request_id;

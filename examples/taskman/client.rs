@@ -13,6 +13,7 @@ use hyper_util::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tower::{BoxError, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
+use tower_bulwark::request_id::PropagateRequestIdLayer;
 
 use crate::api::{ApiError, ErrorBody, Page, Project, Task};
 
@@ -43,8 +44,10 @@ pub fn http_transport(config: &TransportConfig) -> BackendService {
         .pool_max_idle_per_host(32)
         .build::<_, RequestBody>(connector);
     let stack = ServiceBuilder::new()
-        // The timeout covers the whole exchange up to the response head; the body is read
-        // under the same deadline by `BackendClient::send`.
+        // The ID of the MCP request being served goes along to the backend.
+        .layer(PropagateRequestIdLayer::new())
+        // Covers connecting, sending and waiting for the response head; the bodies of this
+        // API are small JSON documents, read right after and bounded in size.
         .timeout(config.request_timeout)
         .map_response(|response: Response<hyper::body::Incoming>| {
             response.map(|body| {

@@ -5,15 +5,22 @@
 //! `isError: true` and a message the model can act on; unknown tools and malformed requests
 //! are JSON-RPC errors, produced by rmcp.
 
+use std::time::Instant;
+
 use rmcp::{
-    Json, ServerHandler,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{Implementation, ServerCapabilities, ServerConfig},
+    ErrorData, Json, RoleServer, ServerHandler,
+    handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
+    model::{
+        CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
+    },
+    service::RequestContext,
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
+use tower_bulwark::request_id::RequestId;
+use tracing::Instrument as _;
 
 use crate::{
     api::{Page, Priority, Project, Status, Task},
@@ -401,6 +408,41 @@ impl Taskman {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Taskman {
+    /// Runs every tool inside the request's ID scope and a `tool_call` span: rmcp runs tools
+    /// on its own tasks (a session's worker, for legacy clients), where the HTTP request's
+    /// scope does not reach, so the ID is taken from the HTTP request rmcp hands over.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let request_id = request_id_of(&context);
+        let span = tracing::info_span!(
+            "tool_call",
+            request_id = request_id.as_str(),
+            tool = %request.name,
+        );
+        let started = Instant::now();
+        let call = ToolCallContext::new(self, request, context);
+        let response = request_id
+            .scope(self.tool_router.call(call))
+            .instrument(span.clone())
+            .await;
+        let outcome = match &response {
+            Ok(CallToolResponse::Complete(result)) if result.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(_) => "protocol_error",
+        };
+        span.in_scope(|| {
+            tracing::info!(
+                outcome,
+                duration_ms = started.elapsed().as_secs_f64() * 1e3,
+                "tool call finished"
+            )
+        });
+        response
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("taskman", env!("CARGO_PKG_VERSION")))
@@ -409,6 +451,17 @@ impl ServerHandler for Taskman {
                  delete_task, list_projects, create_project. Ids are opaque strings returned by the tools.",
             )
     }
+}
+
+/// The ID of the HTTP request that carried this MCP message, or a fresh one (stdio has none),
+/// so that backend calls always carry an ID.
+fn request_id_of(context: &RequestContext<RoleServer>) -> RequestId {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<RequestId>())
+        .cloned()
+        .unwrap_or_else(RequestId::new_v4)
 }
 
 /// The text the model sees when a tool fails: the backend's own message for a refusal.

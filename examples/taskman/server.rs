@@ -14,6 +14,7 @@ use rmcp::transport::streamable_http_server::{
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower_bulwark::request_id::RequestIdLayer;
 
 use crate::{client::BackendClient, mcp::Taskman, shutdown::InFlight};
 
@@ -44,6 +45,8 @@ pub fn app(
         config,
     );
 
+    // Layers run outermost last: the request ID comes first, so every log line of a request
+    // (in-flight tracking, MCP handling, health checks) is written inside its span.
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/health/live", get(live))
@@ -54,6 +57,7 @@ pub fn app(
             in_flight,
             crate::shutdown::track,
         ))
+        .layer(RequestIdLayer::new().with_span())
 }
 
 /// rmcp checks the Host header against this list (DNS rebinding). Loopback names always
