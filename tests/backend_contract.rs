@@ -9,6 +9,9 @@ mod api;
 #[path = "../examples/taskman/backend/mod.rs"]
 #[allow(dead_code)]
 mod backend;
+#[path = "../examples/taskman/contract.rs"]
+#[allow(dead_code)]
+mod contract;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -98,6 +98,29 @@ pub struct TaskQuery {
     pub offset: Option<u64>,
 }
 
+impl TaskQuery {
+    /// The query parameters to send, in a fixed order.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let text = [
+            ("status", self.status.clone()),
+            ("priority", self.priority.clone()),
+            ("project_id", self.project_id.clone()),
+            ("tag", self.tag.clone()),
+            ("q", self.q.clone()),
+            ("due_before", self.due_before.clone()),
+        ];
+        let numbers = [("limit", self.limit), ("offset", self.offset)];
+        text.into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, value)))
+            .chain(
+                numbers
+                    .into_iter()
+                    .filter_map(|(name, n)| n.map(|n| (name, n.to_string()))),
+            )
+            .collect()
+    }
+}
+
 /// A typed client of the Task Manager REST API v1.
 #[derive(Clone)]
 pub struct BackendClient {
@@ -126,14 +149,9 @@ impl BackendClient {
 
     pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Page<Task>, ClientError> {
         let mut params = QueryString::default();
-        params.push("status", query.status.as_deref());
-        params.push("priority", query.priority.as_deref());
-        params.push("project_id", query.project_id.as_deref());
-        params.push("tag", query.tag.as_deref());
-        params.push("q", query.q.as_deref());
-        params.push("due_before", query.due_before.as_deref());
-        params.push("limit", query.limit.map(|n| n.to_string()).as_deref());
-        params.push("offset", query.offset.map(|n| n.to_string()).as_deref());
+        for (name, value) in query.pairs() {
+            params.push(name, Some(&value));
+        }
         self.json(
             Method::GET,
             &format!("/tasks{}", params.finish()),

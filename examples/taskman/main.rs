@@ -20,6 +20,7 @@ mod api;
 mod backend;
 mod client;
 mod config;
+mod contract;
 mod mcp;
 mod server;
 mod shutdown;

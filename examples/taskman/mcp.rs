@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 use crate::{
     api::{Page, Priority, Project, Status, Task},
     client::{BackendClient, ClientError, TaskQuery},
+    contract,
 };
 
 /// The MCP server handler; cheap to clone (one per session or stateless request).
@@ -218,6 +219,7 @@ impl Taskman {
             limit: args.limit,
             offset: args.offset,
         };
+        check(contract::task_filter(&owned(query.pairs())))?;
         let Page {
             items,
             total,
@@ -240,6 +242,7 @@ impl Taskman {
         &self,
         Parameters(args): Parameters<TaskIdArgs>,
     ) -> Result<Json<Task>, String> {
+        check_id(&args.id)?;
         self.client
             .get_task(&args.id)
             .await
@@ -261,9 +264,10 @@ impl Taskman {
         &self,
         Parameters(args): Parameters<CreateTaskArgs>,
     ) -> Result<Json<Task>, String> {
-        let body = serde_json::to_value(&args).map_err(|err| err.to_string())?;
+        let body = object(&args)?;
+        check(contract::new_task(&body))?;
         self.client
-            .create_task(&body)
+            .create_task(&Value::Object(body))
             .await
             .map(Json)
             .map_err(tool_error)
@@ -299,6 +303,8 @@ impl Taskman {
         if patch.is_empty() {
             return Err("nothing to update: give at least one field besides id".to_owned());
         }
+        check_id(&args.id)?;
+        check(contract::task_patch(&patch))?;
         self.client
             .update_task(&args.id, &Value::Object(patch))
             .await
@@ -320,6 +326,7 @@ impl Taskman {
         &self,
         Parameters(args): Parameters<TaskIdArgs>,
     ) -> Result<Json<Task>, String> {
+        check_id(&args.id)?;
         let patch = json!({ "status": Status::Done });
         self.client
             .update_task(&args.id, &patch)
@@ -342,6 +349,7 @@ impl Taskman {
         &self,
         Parameters(args): Parameters<TaskIdArgs>,
     ) -> Result<Json<Deleted>, String> {
+        check_id(&args.id)?;
         self.client
             .delete_task(&args.id)
             .await
@@ -364,6 +372,10 @@ impl Taskman {
         &self,
         Parameters(args): Parameters<ListProjectsArgs>,
     ) -> Result<Json<ProjectList>, String> {
+        let page = [("limit", args.limit), ("offset", args.offset)]
+            .into_iter()
+            .filter_map(|(name, n)| n.map(|n| (name, n.to_string())));
+        check(contract::page_request(&owned(page.collect())))?;
         let Page {
             items,
             total,
@@ -397,9 +409,10 @@ impl Taskman {
         &self,
         Parameters(args): Parameters<CreateProjectArgs>,
     ) -> Result<Json<Project>, String> {
-        let body = serde_json::to_value(&args).map_err(|err| err.to_string())?;
+        let body = object(&args)?;
+        check(contract::new_project(&body))?;
         self.client
-            .create_project(&body)
+            .create_project(&Value::Object(body))
             .await
             .map(Json)
             .map_err(tool_error)
@@ -451,6 +464,42 @@ impl ServerHandler for Taskman {
                  delete_task, list_projects, create_project. Ids are opaque strings returned by the tools.",
             )
     }
+}
+
+/// Applies one of the contract's rules to tool arguments before any backend call: a bad
+/// argument gets the same message the backend would give, without the round trip.
+fn check<T>(verdict: Result<T, contract::Invalid>) -> Result<(), String> {
+    verdict
+        .map(drop)
+        .map_err(|invalid| format!("{} (invalid argument: {})", invalid.message, invalid.field))
+}
+
+/// Ids are opaque, but a usable one is 1 to 128 characters without control characters.
+fn check_id(id: &str) -> Result<(), String> {
+    let length = id.chars().count();
+    if !(1..=128).contains(&length) {
+        return Err(format!(
+            "id must be 1 to 128 characters (got {length}) (invalid argument: id)"
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("id must not contain control characters (invalid argument: id)".to_owned());
+    }
+    Ok(())
+}
+
+fn object(args: &impl Serialize) -> Result<Map<String, Value>, String> {
+    match serde_json::to_value(args) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) | Err(_) => Err("arguments could not be encoded as a JSON object".to_owned()),
+    }
+}
+
+fn owned(pairs: Vec<(&str, String)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
 }
 
 /// The ID of the HTTP request that carried this MCP message, or a fresh one (stdio has none),

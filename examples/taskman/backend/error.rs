@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::StoreError;
 use super::store::Refusal;
-use super::validate::{IDEMPOTENCY_KEY_HEADER, Invalid, quoted};
 use crate::api::{ApiError, ErrorBody};
+use crate::contract::{IDEMPOTENCY_KEY_HEADER, Invalid, quoted};
 
 const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 

@@ -3,7 +3,8 @@
 //!
 //! - this module: the `Store` handle, its lifecycle (open, close) and its errors;
 //! - `store`: schema and queries, run on the blocking pool through `Store::with_db`;
-//! - `validate`: turns untrusted JSON bodies, query strings and headers into typed requests;
+//! - `crate::contract` (shared with the MCP tools): turns untrusted JSON bodies, query strings
+//!   and headers into typed requests;
 //! - `routes`: the axum router, handlers, body extractor and correlation middleware;
 //! - `error`: the `{"error":{...}}` answers.
 
@@ -14,7 +15,6 @@
 mod error;
 mod routes;
 mod store;
-mod validate;
 
 use std::fmt;
 use std::path::Path;

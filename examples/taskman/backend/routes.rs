@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::Store;
 use super::error::{Failure, json, json_text};
 use super::store::{CreateContext, Created, IdempotencyKey};
-use super::validate::{self, json_type, quoted};
+use crate::contract::{self as validate, json_type, quoted};
 
 const API_PREFIX: &str = "/api/v1";
 const BODY_LIMIT_BYTES: usize = 1024 * 1024;

@@ -13,9 +13,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::validate::{NewProject, NewTask, PageRequest, TaskFilter, TaskPatch};
 use super::{Db, Store, StoreError, StoreErrorKind};
 use crate::api::{Page, Priority, Project, Status, Task};
+use crate::contract::{NewProject, NewTask, PageRequest, TaskFilter, TaskPatch};
 
 /// Kept in `PRAGMA user_version`; a database written by a later schema is refused.
 pub(super) const SCHEMA_VERSION: i64 = 1;

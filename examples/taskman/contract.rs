@@ -1,4 +1,7 @@
-//! Turns untrusted JSON bodies, query strings and headers into typed requests.
+//! The contract's rules: turns untrusted JSON bodies, query strings and headers into typed
+//! requests. The embedded backend enforces them; the MCP tools check their arguments with the
+//! same rules before calling any backend, so a bad argument never costs a round trip and gets
+//! the same message wherever it is caught.
 //!
 //! Every rejection names the input at fault, the rule, and what was actually received, so a
 //! person (or an LLM driving the MCP tools) can fix the request without reading the spec.
