@@ -52,10 +52,11 @@ fn help_settings(args: &[&str]) -> BTreeMap<String, Option<String>> {
             continue;
         };
         let name = env.split(['=', ']']).next().unwrap().to_owned();
+        // The default is the block's last item, and may itself contain `]` (`http://[::1]:*`).
         let default = block
             .split("[default: ")
             .nth(1)
-            .map(|d| d.split(']').next().unwrap().to_owned());
+            .map(|d| d.trim_end().strip_suffix(']').unwrap_or(d).to_owned());
         settings.insert(name, default);
     }
     settings

@@ -14,7 +14,11 @@ use support::Taskman;
 fn start_pair() -> (Taskman, Taskman) {
     let backend = Taskman::start(&["backend", "--port", "0", "--db", ":memory:"], &[]);
     let endpoint = format!("http://{}/api/v1", backend.addr);
-    let server = Taskman::start_server(&[("TASK_MANAGER_API_ENDPOINT", &endpoint)]);
+    let server = Taskman::start_server(&[
+        ("TASK_MANAGER_API_ENDPOINT", &endpoint),
+        // Room for the thousand concurrent requests below, which would otherwise be shed.
+        ("TASKMAN_MAX_CONCURRENT_REQUESTS", "2000"),
+    ]);
     (server, backend)
 }
 

@@ -74,6 +74,68 @@ pub struct ServerSettings {
         default_value = "10000"
     )]
     shutdown_timeout_ms: String,
+    /// Bearer token required on /mcp (unset: no authentication). Never logged.
+    #[arg(
+        long = "auth-token",
+        env = "TASKMAN_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    auth_token: Option<String>,
+    /// Require the token on /health/* and /metrics too.
+    #[arg(long = "auth-ops", env = "TASKMAN_AUTH_OPS", default_value = "false")]
+    auth_ops: String,
+    /// Origins allowed to call /mcp from a browser, comma-separated (`:*` = any port).
+    #[arg(long = "allowed-origins", env = "TASKMAN_ALLOWED_ORIGINS", default_value = DEFAULT_ORIGINS)]
+    allowed_origins: String,
+    /// Host header values accepted on /mcp, comma-separated (DNS-rebinding protection).
+    #[arg(
+        long = "allowed-hosts",
+        env = "TASKMAN_ALLOWED_HOSTS",
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    allowed_hosts: String,
+    /// Largest request body, in bytes.
+    #[arg(
+        long = "max-body-bytes",
+        env = "TASKMAN_MAX_BODY_BYTES",
+        default_value = "1048576"
+    )]
+    max_body_bytes: String,
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(
+        long = "max-header-bytes",
+        env = "TASKMAN_MAX_HEADER_BYTES",
+        default_value = "16384"
+    )]
+    max_header_bytes: String,
+    /// Time a client has to send its request head, in milliseconds.
+    #[arg(
+        long = "header-read-timeout-ms",
+        env = "TASKMAN_HEADER_READ_TIMEOUT_MS",
+        default_value = "10000"
+    )]
+    header_read_timeout_ms: String,
+    /// Time allowed to produce a response head, in milliseconds.
+    #[arg(
+        long = "request-timeout-ms",
+        env = "TASKMAN_REQUEST_TIMEOUT_MS",
+        default_value = "30000"
+    )]
+    request_timeout_ms: String,
+    /// Requests served at once; more are refused with 503 and Retry-After.
+    #[arg(
+        long = "max-concurrent-requests",
+        env = "TASKMAN_MAX_CONCURRENT_REQUESTS",
+        default_value = "256"
+    )]
+    max_concurrent_requests: String,
+    /// Longest life of a server-sent event stream, in milliseconds.
+    #[arg(
+        long = "sse-max-lifetime-ms",
+        env = "TASKMAN_SSE_MAX_LIFETIME_MS",
+        default_value = "600000"
+    )]
+    sse_max_lifetime_ms: String,
     /// Serve Prometheus metrics and collect process metrics.
     #[arg(
         long = "metrics-enabled",
@@ -203,6 +265,7 @@ pub struct BackendSettings {
 }
 
 pub const DEFAULT_DB_PATH: &str = "data/taskman.db";
+const DEFAULT_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*";
 
 /// A setting whose value is not allowed. Displays as one line.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,10 +331,47 @@ pub struct ServerConfig {
     pub api_connect_timeout: Duration,
     pub api_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub edge: EdgeConfig,
     pub metrics_enabled: bool,
     pub tracing: TracingConfig,
     pub circuit_breaker: CircuitBreakerConfig,
     pub fallback_cache: FallbackCacheConfig,
+}
+
+/// Authentication and limits at the HTTP edge.
+#[derive(Clone)]
+pub struct EdgeConfig {
+    pub auth_token: Option<String>,
+    pub auth_ops: bool,
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub sse_max_lifetime: Duration,
+}
+
+// By hand, so that the token can never reach a log line through `{:?}`.
+impl fmt::Debug for EdgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("auth_ops", &self.auth_ops)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("sse_max_lifetime", &self.sse_max_lifetime)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +475,36 @@ impl ServerSettings {
             )?,
             api_timeout: millis("TASK_MANAGER_API_TIMEOUT_MS", &self.api_timeout_ms)?,
             shutdown_timeout: millis("TASKMAN_SHUTDOWN_TIMEOUT_MS", &self.shutdown_timeout_ms)?,
+            edge: EdgeConfig {
+                auth_token: self.auth_token.as_deref().map(token).transpose()?,
+                auth_ops: boolean("TASKMAN_AUTH_OPS", &self.auth_ops)?,
+                allowed_origins: list("TASKMAN_ALLOWED_ORIGINS", &self.allowed_origins, origin)?,
+                allowed_hosts: list("TASKMAN_ALLOWED_HOSTS", &self.allowed_hosts, host)?,
+                max_body_bytes: integer_in(
+                    "TASKMAN_MAX_BODY_BYTES",
+                    &self.max_body_bytes,
+                    1024,
+                    64 << 20,
+                )? as usize,
+                max_header_bytes: integer_in(
+                    "TASKMAN_MAX_HEADER_BYTES",
+                    &self.max_header_bytes,
+                    8192,
+                    1 << 20,
+                )? as usize,
+                header_read_timeout: millis(
+                    "TASKMAN_HEADER_READ_TIMEOUT_MS",
+                    &self.header_read_timeout_ms,
+                )?,
+                request_timeout: millis("TASKMAN_REQUEST_TIMEOUT_MS", &self.request_timeout_ms)?,
+                max_concurrent_requests: integer_in(
+                    "TASKMAN_MAX_CONCURRENT_REQUESTS",
+                    &self.max_concurrent_requests,
+                    1,
+                    100_000,
+                )? as usize,
+                sse_max_lifetime: millis("TASKMAN_SSE_MAX_LIFETIME_MS", &self.sse_max_lifetime_ms)?,
+            },
             metrics_enabled: boolean("METRICS_ENABLED", &self.metrics_enabled)?,
             tracing: TracingConfig {
                 enabled: boolean("TRACING_ENABLED", &self.tracing_enabled)?,
@@ -509,6 +639,61 @@ fn http_url(variable: &'static str, value: &str) -> Result<http::Uri, InvalidSet
         return Err(invalid(variable, value, allowed));
     }
     Ok(uri)
+}
+
+/// A bearer token: visible ASCII, long enough not to be guessed. The value is never echoed.
+fn token(value: &str) -> Result<String, InvalidSetting> {
+    let ok = value.len() >= 16 && value.len() <= 512 && value.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(InvalidSetting {
+            variable: "TASKMAN_AUTH_TOKEN",
+            value: "<redacted>".to_owned(),
+            allowed: "16 to 512 visible ASCII characters".to_owned(),
+        })
+    }
+}
+
+/// A comma-separated list whose every item passes `item`.
+fn list(
+    variable: &'static str,
+    value: &str,
+    item: fn(&str) -> Option<String>,
+) -> Result<Vec<String>, InvalidSetting> {
+    let items: Option<Vec<String>> = value.split(',').map(|part| item(part.trim())).collect();
+    match items {
+        Some(items) if !items.is_empty() => Ok(items),
+        _ => Err(invalid(
+            variable,
+            value,
+            match variable {
+                "TASKMAN_ALLOWED_ORIGINS" => {
+                    "a comma-separated list of origins such as http://localhost:*"
+                }
+                _ => "a comma-separated list of host names or IP addresses",
+            },
+        )),
+    }
+}
+
+/// `scheme://host[:port|:*]`, nothing more.
+fn origin(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://")?;
+    let valid_scheme = scheme == "http" || scheme == "https";
+    let valid_rest = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]*".contains(c));
+    (valid_scheme && valid_rest).then(|| value.to_owned())
+}
+
+fn host(value: &str) -> Option<String> {
+    let valid = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c));
+    valid.then(|| value.to_owned())
 }
 
 fn db_location(variable: &'static str, value: &str) -> Result<DbLocation, InvalidSetting> {

@@ -21,7 +21,10 @@ mod backend;
 mod client;
 mod config;
 mod contract;
+mod edge;
+mod listener;
 mod mcp;
+mod params;
 mod server;
 mod shutdown;
 
@@ -186,6 +189,20 @@ fn log_layer_settings(config: &ServerConfig) {
         fallback_cache_ttl_ms = fallback_cache.ttl.as_millis() as u64,
         "layer settings"
     );
+    let edge = &config.edge;
+    info!(
+        authentication = if edge.auth_token.is_some() { "bearer token" } else { "none" },
+        auth_ops = edge.auth_ops,
+        allowed_origins = ?edge.allowed_origins,
+        allowed_hosts = ?edge.allowed_hosts,
+        max_body_bytes = edge.max_body_bytes,
+        max_header_bytes = edge.max_header_bytes,
+        header_read_timeout_ms = edge.header_read_timeout.as_millis() as u64,
+        request_timeout_ms = edge.request_timeout.as_millis() as u64,
+        max_concurrent_requests = edge.max_concurrent_requests,
+        sse_max_lifetime_ms = edge.sse_max_lifetime.as_millis() as u64,
+        "edge settings"
+    );
 }
 
 async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Result<()> {
@@ -200,14 +217,25 @@ async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Res
     let addr = listener.local_addr()?;
     let mcp_sessions = CancellationToken::new();
     let in_flight = InFlight::default();
-    let app = server::app(client, addr, mcp_sessions.clone(), in_flight.clone());
+    let app = server::app(
+        client,
+        addr,
+        &config.edge,
+        mcp_sessions.clone(),
+        in_flight.clone(),
+    );
 
     let stop_accepting = CancellationToken::new();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future(),
-    );
+    let limits = listener::HeadLimits {
+        read_timeout: config.edge.header_read_timeout,
+        max_bytes: config.edge.max_header_bytes,
+    };
+    let mut server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        limits,
+        stop_accepting.clone(),
+    ));
     info!(%addr, url = format!("http://{addr}/mcp"), "listening");
 
     tokio::select! {

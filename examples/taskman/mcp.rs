@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rmcp::{
     ErrorData, Json, RoleServer, ServerHandler,
-    handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
+    handler::server::{router::tool::ToolRouter, tool::ToolCallContext},
     model::{
         CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
     },
@@ -26,6 +26,7 @@ use crate::{
     api::{Page, Priority, Project, Status, Task},
     client::{BackendClient, ClientError, TaskQuery},
     contract,
+    params::Parameters,
 };
 
 /// The MCP server handler; cheap to clone (one per session or stateless request).

@@ -1,11 +1,15 @@
 //! The inbound side: the HTTP application that serves MCP at `/mcp` and the health checks.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -13,10 +17,17 @@ use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_bulwark::request_id::RequestIdLayer;
 
-use crate::{client::BackendClient, mcp::Taskman, shutdown::InFlight};
+use crate::{
+    client::BackendClient,
+    config::EdgeConfig,
+    edge::{self, Edge, EdgePolicy},
+    mcp::Taskman,
+    shutdown::InFlight,
+};
 
 #[derive(Clone)]
 struct AppState {
@@ -27,16 +38,18 @@ struct AppState {
 pub fn app(
     client: BackendClient,
     bind: SocketAddr,
+    limits: &EdgeConfig,
     mcp_sessions: CancellationToken,
     in_flight: InFlight,
 ) -> Router {
     let handler = Taskman::new(client.clone());
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(mcp_sessions)
-        .with_allowed_hosts(allowed_hosts(bind.ip()))
-        // DNS-rebinding protection (MCP "Security"): browsers send Origin; only pages served
-        // from this machine may talk to us.
-        .with_allowed_origins(["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]);
+        // DNS-rebinding protection (MCP "Security"): the Host header must name this server,
+        // and a browser's Origin must be on the list (by default: pages served from here).
+        .with_allowed_hosts(allowed_hosts(&limits.allowed_hosts, bind.ip()))
+        .with_allowed_origins(limits.allowed_origins.clone())
+        .with_max_request_body_bytes(limits.max_body_bytes);
     // Legacy (2025-11-25) clients get sessions; 2026-07-28 requests are served statelessly
     // on the same endpoint by rmcp.
     let mcp = StreamableHttpService::new(
@@ -45,29 +58,36 @@ pub fn app(
         config,
     );
 
-    // Layers run outermost last: the request ID comes first, so every log line of a request
-    // (in-flight tracking, MCP handling, health checks) is written inside its span.
+    let edge: Edge = Arc::new(EdgePolicy {
+        token: limits.auth_token.clone(),
+        protect_ops: limits.auth_ops,
+        max_body_bytes: limits.max_body_bytes,
+        request_timeout: limits.request_timeout,
+        sse_max_lifetime: limits.sse_max_lifetime,
+        slots: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+    });
+    // Each `.layer` wraps what is above it, so requests meet these from the bottom up: the
+    // request ID first (every log line of a request carries it, refusals included), then
+    // in-flight tracking, load shedding (cheapest refusal), authentication (before reading
+    // any body), the body limit and the time limits.
     Router::new()
         .nest_service("/mcp", mcp)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .fallback(not_found)
         .with_state(AppState { client })
-        .layer(axum::middleware::from_fn_with_state(
-            in_flight,
-            crate::shutdown::track,
-        ))
+        .layer(from_fn_with_state(edge.clone(), edge::time_limits))
+        .layer(from_fn_with_state(edge.clone(), edge::limit_body))
+        .layer(from_fn_with_state(edge.clone(), edge::authenticate))
+        .layer(from_fn_with_state(edge, edge::shed_load))
+        .layer(from_fn_with_state(in_flight, crate::shutdown::track))
         .layer(RequestIdLayer::new().with_span())
 }
 
 /// rmcp checks the Host header against this list (DNS rebinding). Loopback names always
 /// work; a server bound to a specific other address also answers to that address.
-fn allowed_hosts(ip: IpAddr) -> Vec<String> {
-    let mut hosts = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+fn allowed_hosts(configured: &[String], ip: IpAddr) -> Vec<String> {
+    let mut hosts = configured.to_vec();
     if !ip.is_loopback() && !ip.is_unspecified() {
         hosts.push(ip.to_string());
     }
