@@ -24,5 +24,7 @@
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "request-id")]
 pub mod request_id;

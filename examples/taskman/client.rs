@@ -13,7 +13,10 @@ use hyper_util::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tower::{BoxError, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
-use tower_bulwark::request_id::PropagateRequestIdLayer;
+use tower_bulwark::{
+    metrics::{ClientMetrics, ErrorClass, FromExtension},
+    request_id::PropagateRequestIdLayer,
+};
 
 use crate::api::{ApiError, ErrorBody, Page, Project, Task};
 
@@ -35,7 +38,7 @@ pub struct TransportConfig {
 }
 
 /// hyper-util's pooled HTTP/1 client with connect and whole-request timeouts.
-pub fn http_transport(config: &TransportConfig) -> BackendService {
+pub fn http_transport(config: &TransportConfig, metrics: Option<&ClientMetrics>) -> BackendService {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
@@ -49,14 +52,45 @@ pub fn http_transport(config: &TransportConfig) -> BackendService {
         // Covers connecting, sending and waiting for the response head; the bodies of this
         // API are small JSON documents, read right after and bounded in size.
         .timeout(config.request_timeout)
-        .map_response(|response: Response<hyper::body::Incoming>| {
-            response.map(|body| {
-                body.map_err(|err| -> BoxError { Box::new(err) })
-                    .boxed_unsync()
-            })
-        })
+        .map_response(box_body)
         .service(client);
-    BoxCloneSyncService::new(stack)
+    let Some(metrics) = metrics else {
+        return BoxCloneSyncService::new(stack);
+    };
+    // Outside the timeout, so that a timed-out call is counted as one.
+    let metrics = metrics
+        .layer()
+        .classify_operation(FromExtension::new(operation_label))
+        .classify_error(classify_error);
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(box_body)
+            .layer(metrics)
+            .service(stack),
+    )
+}
+
+fn box_body<B>(response: Response<B>) -> Response<ResponseBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(|body| {
+        body.map_err(|err| -> BoxError { err.into() })
+            .boxed_unsync()
+    })
+}
+
+fn operation_label(operation: &Operation) -> &str {
+    operation.name()
+}
+
+fn classify_error(err: &BoxError) -> ErrorClass {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ErrorClass::Timeout
+    } else {
+        ErrorClass::from_error(err.as_ref())
+    }
 }
 
 /// Why a backend call did not produce the expected resource.
@@ -84,6 +118,53 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+/// The backend operation a request performs, carried in the request's extensions so that the
+/// layers of the client stack can label, key and classify it without parsing URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListTasks,
+    GetTask,
+    CreateTask,
+    UpdateTask,
+    DeleteTask,
+    ListProjects,
+    CreateProject,
+    Health,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ListTasks => "list_tasks",
+            Operation::GetTask => "get_task",
+            Operation::CreateTask => "create_task",
+            Operation::UpdateTask => "update_task",
+            Operation::DeleteTask => "delete_task",
+            Operation::ListProjects => "list_projects",
+            Operation::CreateProject => "create_project",
+            Operation::Health => "health",
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Operation::ListTasks
+            | Operation::GetTask
+            | Operation::ListProjects
+            | Operation::Health => Method::GET,
+            Operation::CreateTask | Operation::CreateProject => Method::POST,
+            Operation::UpdateTask => Method::PATCH,
+            Operation::DeleteTask => Method::DELETE,
+        }
+    }
+
+    /// Creates carry an `Idempotency-Key`: one per logical create, so that a retry of the
+    /// request (same key, same body) can never make a second resource.
+    fn creates(self) -> bool {
+        matches!(self, Operation::CreateTask | Operation::CreateProject)
+    }
+}
 
 /// Query of `GET /tasks`; `None` leaves a filter out.
 #[derive(Debug, Default, Clone)]
@@ -152,27 +233,17 @@ impl BackendClient {
         for (name, value) in query.pairs() {
             params.push(name, Some(&value));
         }
-        self.json(
-            Method::GET,
-            &format!("/tasks{}", params.finish()),
-            None::<&()>,
-            false,
-        )
-        .await
+        let path = format!("/tasks{}", params.finish());
+        self.json(Operation::ListTasks, &path, None::<&()>).await
     }
 
     pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
-        self.json(
-            Method::GET,
-            &format!("/tasks/{}", encode(id)),
-            None::<&()>,
-            false,
-        )
-        .await
+        let path = format!("/tasks/{}", encode(id));
+        self.json(Operation::GetTask, &path, None::<&()>).await
     }
 
     pub async fn create_task(&self, task: &serde_json::Value) -> Result<Task, ClientError> {
-        self.json(Method::POST, "/tasks", Some(task), true).await
+        self.json(Operation::CreateTask, "/tasks", Some(task)).await
     }
 
     /// Sends only the fields present in `patch`; a `null` clears a nullable field.
@@ -181,18 +252,13 @@ impl BackendClient {
         id: &str,
         patch: &serde_json::Value,
     ) -> Result<Task, ClientError> {
-        self.json(
-            Method::PATCH,
-            &format!("/tasks/{}", encode(id)),
-            Some(patch),
-            false,
-        )
-        .await
+        let path = format!("/tasks/{}", encode(id));
+        self.json(Operation::UpdateTask, &path, Some(patch)).await
     }
 
     pub async fn delete_task(&self, id: &str) -> Result<(), ClientError> {
         let path = format!("/tasks/{}", encode(id));
-        self.send(Method::DELETE, &path, None::<&()>, false)
+        self.send(Operation::DeleteTask, &path, None::<&()>)
             .await
             .map(drop)
     }
@@ -205,38 +271,32 @@ impl BackendClient {
         let mut params = QueryString::default();
         params.push("limit", limit.map(|n| n.to_string()).as_deref());
         params.push("offset", offset.map(|n| n.to_string()).as_deref());
-        self.json(
-            Method::GET,
-            &format!("/projects{}", params.finish()),
-            None::<&()>,
-            false,
-        )
-        .await
+        let path = format!("/projects{}", params.finish());
+        self.json(Operation::ListProjects, &path, None::<&()>).await
     }
 
     pub async fn create_project(
         &self,
         project: &serde_json::Value,
     ) -> Result<Project, ClientError> {
-        self.json(Method::POST, "/projects", Some(project), true)
+        self.json(Operation::CreateProject, "/projects", Some(project))
             .await
     }
 
     /// `GET /health`: Ok when the backend answers 200.
     pub async fn health(&self) -> Result<(), ClientError> {
-        self.send(Method::GET, "/health", None::<&()>, false)
+        self.send(Operation::Health, "/health", None::<&()>)
             .await
             .map(drop)
     }
 
     async fn json<T: DeserializeOwned>(
         &self,
-        method: Method,
+        operation: Operation,
         path: &str,
         body: Option<&impl Serialize>,
-        idempotent_create: bool,
     ) -> Result<T, ClientError> {
-        let bytes = self.send(method, path, body, idempotent_create).await?;
+        let bytes = self.send(operation, path, body).await?;
         serde_json::from_slice(&bytes).map_err(|err| {
             ClientError::unavailable(format!("backend answered with an unexpected body: {err}"))
         })
@@ -245,18 +305,17 @@ impl BackendClient {
     /// Sends one request and returns the body of a 2xx answer.
     async fn send(
         &self,
-        method: Method,
+        operation: Operation,
         path: &str,
         body: Option<&impl Serialize>,
-        idempotent_create: bool,
     ) -> Result<Bytes, ClientError> {
         let mut request = Request::builder()
-            .method(method)
+            .method(operation.method())
             .uri(format!("{}{path}", self.base))
-            .header(header::ACCEPT, "application/json");
-        if idempotent_create {
-            // One key per logical create: a retry of this request (same key, same body) can
-            // never make a second task.
+            .header(header::ACCEPT, "application/json")
+            // Read by the layers below: the metric label, the breaker's key.
+            .extension(operation);
+        if operation.creates() {
             let key = uuid::Uuid::new_v4().to_string();
             request = request.header(
                 "idempotency-key",

@@ -15,6 +15,7 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_bulwark::metrics::ServerMetrics;
 use tracing::debug;
 
 /// Limits on what a connection may send before its request is handled.
@@ -32,6 +33,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HeadLimits,
+    connections: Option<ServerMetrics>,
     stop: CancellationToken,
 ) -> io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -57,7 +59,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        // Counts the connection in `http_active_connections` for as long as it is open.
+        let guard = connections.as_ref().map(ServerMetrics::connection_guard);
         tokio::spawn(async move {
+            let _guard = guard;
             if let Err(err) = connection.await {
                 debug!(%peer, error = %err, "connection ended with an error");
             }

@@ -24,6 +24,7 @@ mod contract;
 mod edge;
 mod listener;
 mod mcp;
+mod observability;
 mod params;
 mod server;
 mod shutdown;
@@ -44,6 +45,7 @@ use crate::{
     config::{
         BackendConfig, Cli, Command, DbLocation, LogConfig, LogFormat, ServerConfig, Transport,
     },
+    observability::TaskmanMetrics,
     shutdown::InFlight,
 };
 
@@ -139,10 +141,15 @@ async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
             .context("embedded backend endpoint")?,
         (None, None) => unreachable!("the embedded backend starts when no endpoint is configured"),
     };
-    let transport = http_transport(&TransportConfig {
-        connect_timeout: config.api_connect_timeout,
-        request_timeout: config.api_timeout,
-    });
+    let metrics = config.metrics_enabled.then(TaskmanMetrics::new);
+    let collection = metrics.as_ref().and_then(TaskmanMetrics::start_collection);
+    let transport = http_transport(
+        &TransportConfig {
+            connect_timeout: config.api_connect_timeout,
+            request_timeout: config.api_timeout,
+        },
+        metrics.as_ref().map(|m| m.layers.client()),
+    );
     let client = BackendClient::new(transport, &endpoint);
     info!(
         endpoint = client.endpoint(),
@@ -152,9 +159,12 @@ async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
     log_layer_settings(&config);
 
     let served = match config.transport {
-        Transport::Http => serve_http(&config, client).await,
-        Transport::Stdio => serve_stdio(client).await,
+        Transport::Http => serve_http(&config, client, metrics).await,
+        Transport::Stdio => serve_stdio(client, metrics).await,
     };
+    if let Some(collection) = collection {
+        collection.stop();
+    }
     if let Some(embedded) = embedded {
         embedded.stop().await;
     }
@@ -205,7 +215,11 @@ fn log_layer_settings(config: &ServerConfig) {
     );
 }
 
-async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Result<()> {
+async fn serve_http(
+    config: &ServerConfig,
+    client: BackendClient,
+    metrics: Option<TaskmanMetrics>,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| {
@@ -223,6 +237,7 @@ async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Res
         &config.edge,
         mcp_sessions.clone(),
         in_flight.clone(),
+        metrics.clone(),
     );
 
     let stop_accepting = CancellationToken::new();
@@ -230,10 +245,12 @@ async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Res
         read_timeout: config.edge.header_read_timeout,
         max_bytes: config.edge.max_header_bytes,
     };
+    let connections = metrics.map(|m| m.layers.server().clone());
     let mut server = tokio::spawn(listener::serve(
         listener,
         app,
         limits,
+        connections,
         stop_accepting.clone(),
     ));
     info!(%addr, url = format!("http://{addr}/mcp"), "listening");
@@ -271,8 +288,8 @@ async fn serve_http(config: &ServerConfig, client: BackendClient) -> anyhow::Res
     Ok(())
 }
 
-async fn serve_stdio(client: BackendClient) -> anyhow::Result<()> {
-    let running = mcp::Taskman::new(client)
+async fn serve_stdio(client: BackendClient, metrics: Option<TaskmanMetrics>) -> anyhow::Result<()> {
+    let running = mcp::Taskman::new(client, metrics.map(|m| m.tools))
         .serve(rmcp::transport::stdio())
         .await
         .context("MCP over stdio")?;

@@ -26,6 +26,7 @@ use crate::{
     api::{Page, Priority, Project, Status, Task},
     client::{BackendClient, ClientError, TaskQuery},
     contract,
+    observability::ToolMetrics,
     params::Parameters,
 };
 
@@ -34,7 +35,21 @@ use crate::{
 pub struct Taskman {
     client: BackendClient,
     tool_router: ToolRouter<Taskman>,
+    metrics: Option<ToolMetrics>,
 }
+
+/// The tools' names, the only values the `tool` label of the tool metrics takes (besides
+/// "unknown"), whatever names clients send.
+const TOOL_NAMES: [&str; 8] = [
+    "list_tasks",
+    "get_task",
+    "create_task",
+    "update_task",
+    "complete_task",
+    "delete_task",
+    "list_projects",
+    "create_project",
+];
 
 // ----- arguments ---------------------------------------------------------------------------
 
@@ -195,10 +210,11 @@ pub struct Deleted {
 // outputSchema from that syntax, so a type alias would silently drop it.
 #[tool_router]
 impl Taskman {
-    pub fn new(client: BackendClient) -> Self {
+    pub fn new(client: BackendClient, metrics: Option<ToolMetrics>) -> Self {
         Self {
             client,
             tool_router: Self::tool_router(),
+            metrics,
         }
     }
 
@@ -431,11 +447,11 @@ impl ServerHandler for Taskman {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let request_id = request_id_of(&context);
-        let span = tracing::info_span!(
-            "tool_call",
-            request_id = request_id.as_str(),
-            tool = %request.name,
-        );
+        let tool = TOOL_NAMES
+            .into_iter()
+            .find(|name| *name == request.name)
+            .unwrap_or("unknown");
+        let span = tracing::info_span!("tool_call", request_id = request_id.as_str(), tool);
         let started = Instant::now();
         let call = ToolCallContext::new(self, request, context);
         let response = request_id
@@ -447,6 +463,9 @@ impl ServerHandler for Taskman {
             Ok(_) => "ok",
             Err(_) => "protocol_error",
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.record(tool, outcome, started);
+        }
         span.in_scope(|| {
             tracing::info!(
                 outcome,

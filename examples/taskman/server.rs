@@ -7,6 +7,7 @@ use std::{
 
 use axum::{
     Json, Router,
+    extract::MatchedPath,
     extract::State,
     http::StatusCode,
     middleware::from_fn_with_state,
@@ -21,17 +22,21 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_bulwark::request_id::RequestIdLayer;
 
+use tower_bulwark::metrics::FromExtension;
+
 use crate::{
     client::BackendClient,
     config::EdgeConfig,
     edge::{self, Edge, EdgePolicy},
     mcp::Taskman,
+    observability::TaskmanMetrics,
     shutdown::InFlight,
 };
 
 #[derive(Clone)]
 struct AppState {
     client: BackendClient,
+    metrics: Option<TaskmanMetrics>,
 }
 
 /// Builds the application. `mcp_sessions` ends every MCP session and stream when cancelled.
@@ -41,8 +46,9 @@ pub fn app(
     limits: &EdgeConfig,
     mcp_sessions: CancellationToken,
     in_flight: InFlight,
+    metrics: Option<TaskmanMetrics>,
 ) -> Router {
-    let handler = Taskman::new(client.clone());
+    let handler = Taskman::new(client.clone(), metrics.as_ref().map(|m| m.tools.clone()));
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(mcp_sessions)
         // DNS-rebinding protection (MCP "Security"): the Host header must name this server,
@@ -70,18 +76,41 @@ pub fn app(
     // request ID first (every log line of a request carries it, refusals included), then
     // in-flight tracking, load shedding (cheapest refusal), authentication (before reading
     // any body), the body limit and the time limits.
-    Router::new()
+    let mut router = Router::new()
         .nest_service("/mcp", mcp)
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .fallback(not_found)
-        .with_state(AppState { client })
+        .with_state(AppState {
+            client,
+            metrics: metrics.clone(),
+        });
+    // With METRICS_ENABLED=false there is no route and nothing is recorded.
+    if let Some(metrics) = &metrics {
+        router = router.route(
+            "/metrics",
+            get(TaskmanMetrics::serve).with_state(metrics.clone()),
+        );
+    }
+    let router = router
         .layer(from_fn_with_state(edge.clone(), edge::time_limits))
         .layer(from_fn_with_state(edge.clone(), edge::limit_body))
         .layer(from_fn_with_state(edge.clone(), edge::authenticate))
         .layer(from_fn_with_state(edge, edge::shed_load))
-        .layer(from_fn_with_state(in_flight, crate::shutdown::track))
-        .layer(RequestIdLayer::new().with_span())
+        .layer(from_fn_with_state(in_flight, crate::shutdown::track));
+    // Outside the edge, so that refusals (401, 413, 503) are counted too; after routing
+    // (`Router::layer`), so that the route label is the template from `MatchedPath`.
+    let router = match &metrics {
+        Some(metrics) => router.layer(
+            metrics
+                .layers
+                .server()
+                .layer()
+                .classify_route(FromExtension::new(MatchedPath::as_str)),
+        ),
+        None => router,
+    };
+    router.layer(RequestIdLayer::new().with_span())
 }
 
 /// rmcp checks the Host header against this list (DNS rebinding). Loopback names always
@@ -100,7 +129,11 @@ async fn live() -> Json<serde_json::Value> {
 
 /// Ready means the backend answers its health check.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.client.health().await {
+    let health = state.client.health().await;
+    if let Some(metrics) = &state.metrics {
+        metrics.layers.health().set("backend", health.is_ok());
+    }
+    match health {
         Ok(()) => Json(json!({ "status": "ready", "checks": { "backend": { "status": "ok" } } }))
             .into_response(),
         Err(err) => (

@@ -1,0 +1,231 @@
+//! Cost per request of the server and client metrics layers over a bare service.
+//!
+//! The bare service's future is ready at once, so each iteration is driven by hand (no
+//! runtime): `poll_ready`, `call`, one poll of the future, and the response body polled to its
+//! end (which is when the layers record), all with a no-op waker. Every request carries a
+//! route-template extension, as axum's `MatchedPath` would, in every case.
+//!
+//! The `server` and `client` groups time each case alone: compare a case with the `bare`
+//! case of its group. On a shared machine their difference is mostly noise, so the `added`
+//! group measures the difference itself: each sample alternates batches of 64 requests
+//! through the layered and the bare service and reports the median (layered − bare) per
+//! request.
+//!
+//! ```text
+//! cargo bench --bench metrics --features metrics -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::{
+    convert::Infallible,
+    future::{Future, Ready, ready},
+    hint::black_box,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body::Body;
+use prometheus_client::registry::Registry;
+use tower::{Service, service_fn};
+use tower_bulwark::metrics::{ClientMetrics, FromExtension, LabelValue, ServerMetrics, TraceId};
+use tower_layer::Layer;
+
+type Req = Request<String>;
+
+/// What a router leaves in the request: the matched route template (like `MatchedPath`).
+#[derive(Clone)]
+struct Template(Arc<str>);
+
+/// The bare service: answers with a short body.
+fn answer() -> impl Service<
+    Req,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = Ready<Result<Response<String>, Infallible>>,
+> + Clone {
+    service_fn(|_: Req| ready(Ok(Response::new(String::from("ok")))))
+}
+
+/// One request through `svc`, to the end of its response body.
+fn drive<S, B>(svc: &mut S, req: Req)
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
+        panic!("the service is ready at once")
+    };
+    black_box(res.status());
+    let mut body = pin!(res.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        black_box(frame.is_ok());
+    }
+}
+
+fn request(template: &Template) -> Req {
+    let mut req = Request::get("/tasks/42").body(String::new()).unwrap();
+    req.extensions_mut().insert(template.clone());
+    req
+}
+
+/// The route from the extension, copied into a label: what a `MatchedPath` closure does.
+fn copy_from_extension(req: &Req) -> Option<LabelValue> {
+    req.extensions()
+        .get::<Template>()
+        .map(|t| LabelValue::new(&t.0))
+}
+
+fn bench(c: &mut Criterion) {
+    let template = Template(Arc::from("/tasks/{id}"));
+    let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736");
+
+    let mut g = c.benchmark_group("server");
+    g.bench_function("bare", |b| {
+        let mut svc = answer();
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.bench_function("layer/static_route", |b| {
+        let metrics = ServerMetrics::register(&mut Registry::default());
+        let layer = metrics
+            .layer()
+            .classify_route(|_: &Req| Some(LabelValue::from_static("/tasks/{id}")));
+        let mut svc = layer.layer(answer());
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.bench_function("layer/from_extension", |b| {
+        let metrics = ServerMetrics::register(&mut Registry::default());
+        let mut svc = metrics
+            .layer()
+            .classify_route(FromExtension::new(|t: &Template| &*t.0))
+            .layer(answer());
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.bench_function("layer/closure_copying_the_route", |b| {
+        let metrics = ServerMetrics::register(&mut Registry::default());
+        let mut svc = metrics
+            .layer()
+            .classify_route(copy_from_extension)
+            .layer(answer());
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.bench_function("layer/from_extension+exemplar", |b| {
+        let metrics = ServerMetrics::register(&mut Registry::default());
+        let mut svc = metrics
+            .layer()
+            .classify_route(FromExtension::new(|t: &Template| &*t.0))
+            .trace_id_source(move |_: &Req| trace)
+            .layer(answer());
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("client");
+    g.bench_function("bare", |b| {
+        let mut svc = answer();
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.bench_function("layer/static_operation", |b| {
+        let metrics = ClientMetrics::register(&mut Registry::default());
+        let mut svc = metrics
+            .layer()
+            .classify_operation(|_: &Req| Some(LabelValue::from_static("get_task")))
+            .layer(answer());
+        b.iter(|| drive(&mut svc, request(&template)));
+    });
+    g.finish();
+}
+
+/// Time added per request by `layered` over `bare`, for criterion's `iter_custom`: batches of
+/// each alternate (and alternate which goes first), so load from other processes hits both
+/// alike, and the sample is the median of the batch pairs' differences, so a pair that a
+/// context switch hit does not count.
+fn added<A, AB, L, LB>(
+    mut bare: A,
+    mut layered: L,
+    template: Template,
+) -> impl FnMut(u64) -> Duration
+where
+    A: Service<Req, Response = Response<AB>>,
+    AB: Body,
+    L: Service<Req, Response = Response<LB>>,
+    LB: Body,
+{
+    const BATCH: u64 = 64;
+    move |iters| {
+        let pairs = iters.div_ceil(BATCH).max(1);
+        let mut diffs = Vec::with_capacity(usize::try_from(pairs).unwrap_or(0));
+        for pair in 0..pairs {
+            let mut time = |layered_turn: bool| {
+                let start = Instant::now();
+                for _ in 0..BATCH {
+                    if layered_turn {
+                        drive(&mut layered, request(&template));
+                    } else {
+                        drive(&mut bare, request(&template));
+                    }
+                }
+                start.elapsed().as_nanos() as f64 / BATCH as f64
+            };
+            let (l, b) = if pair % 2 == 0 {
+                let l = time(true);
+                (l, time(false))
+            } else {
+                let b = time(false);
+                (time(true), b)
+            };
+            diffs.push(l - b);
+        }
+        diffs.sort_by(f64::total_cmp);
+        let median = diffs[diffs.len() / 2];
+        // Criterion wants a positive time; a layer cannot really make requests faster.
+        Duration::from_secs_f64((median * iters as f64).max(1.0) * 1e-9)
+    }
+}
+
+fn bench_added(c: &mut Criterion) {
+    let template = Template(Arc::from("/tasks/{id}"));
+    let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736");
+    let mut g = c.benchmark_group("added");
+
+    let metrics = ServerMetrics::register(&mut Registry::default());
+    let layer = metrics
+        .layer()
+        .classify_route(|_: &Req| Some(LabelValue::from_static("/tasks/{id}")));
+    g.bench_function("server/static_route", |b| {
+        b.iter_custom(added(answer(), layer.layer(answer()), template.clone()));
+    });
+
+    let metrics = ServerMetrics::register(&mut Registry::default());
+    let layer = metrics
+        .layer()
+        .classify_route(FromExtension::new(|t: &Template| &*t.0));
+    g.bench_function("server/from_extension", |b| {
+        b.iter_custom(added(answer(), layer.layer(answer()), template.clone()));
+    });
+
+    let metrics = ServerMetrics::register(&mut Registry::default());
+    let layer = metrics
+        .layer()
+        .classify_route(FromExtension::new(|t: &Template| &*t.0))
+        .trace_id_source(move |_: &Req| trace);
+    g.bench_function("server/from_extension+exemplar", |b| {
+        b.iter_custom(added(answer(), layer.layer(answer()), template.clone()));
+    });
+
+    let metrics = ClientMetrics::register(&mut Registry::default());
+    let layer = metrics
+        .layer()
+        .classify_operation(|_: &Req| Some(LabelValue::from_static("get_task")));
+    g.bench_function("client/static_operation", |b| {
+        b.iter_custom(added(answer(), layer.layer(answer()), template.clone()));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_added);
+criterion_main!(benches);

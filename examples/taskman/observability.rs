@@ -1,0 +1,108 @@
+//! taskman's metrics: the library's server, client and process metrics plus the MCP tool
+//! metrics, in one registry under the `taskman` prefix, served at `/metrics`.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::{Registry, Unit},
+};
+use tower_bulwark::metrics::{
+    CollectionTask, DEFAULT_LATENCY_BUCKETS, ExpositionFormat, Metrics, ProcessCollector, encode,
+};
+
+/// The metric names' prefix, kept from the TypeScript plan (`taskman_http_requests_total`, …).
+pub const PREFIX: &str = "taskman";
+
+/// Every metric handle of taskman; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TaskmanMetrics {
+    registry: Arc<Registry>,
+    pub layers: Metrics,
+    pub tools: ToolMetrics,
+    process: ProcessCollector,
+}
+
+impl TaskmanMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let layers = Metrics::builder().prefix(PREFIX).register(&mut registry);
+        let prefixed = registry.sub_registry_with_prefix(PREFIX);
+        let tools = ToolMetrics::register(prefixed);
+        // `taskman_memory_usage_bytes{type}` is the TypeScript plan's name; the standard
+        // `process_*` gauges come with it.
+        let process = ProcessCollector::new().with_memory_usage_bytes();
+        process.register(prefixed);
+        Self {
+            registry: Arc::new(registry),
+            layers,
+            tools,
+            process,
+        }
+    }
+
+    /// Starts the process and runtime probe (scheduling lag); stopping the returned task
+    /// logs "Stopping metrics collection".
+    pub fn start_collection(&self) -> Option<CollectionTask> {
+        self.process.start(std::time::Duration::from_secs(1)).ok()
+    }
+
+    /// `GET /metrics`: OpenMetrics (with exemplars) for Prometheus, the classic text format
+    /// for everything else.
+    pub async fn serve(State(metrics): State<TaskmanMetrics>, headers: HeaderMap) -> Response {
+        let format = ExpositionFormat::negotiate(headers.get(header::ACCEPT));
+        match encode(&metrics.registry, format) {
+            Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    }
+}
+
+/// `mcp_tool_executions_total{tool,outcome}` and `mcp_tool_duration_seconds{tool}`.
+#[derive(Clone, Debug)]
+pub struct ToolMetrics {
+    executions: Family<Labels, Counter>,
+    duration: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+impl ToolMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let executions = Family::default();
+        registry.register(
+            "mcp_tool_executions",
+            "MCP tool calls, by tool and outcome (ok, tool_error, protocol_error)",
+            executions.clone(),
+        );
+        let duration = Family::new_with_constructor(
+            (|| Histogram::new(DEFAULT_LATENCY_BUCKETS.iter().copied())) as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "mcp_tool_duration",
+            "Time to answer an MCP tool call",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        Self {
+            executions,
+            duration,
+        }
+    }
+
+    /// Records one call. `tool` must be one of the server's tool names (or "unknown"), so the
+    /// label set stays bounded whatever clients send.
+    pub fn record(&self, tool: &'static str, outcome: &'static str, started: Instant) {
+        self.executions
+            .get_or_create(&vec![("tool", tool), ("outcome", outcome)])
+            .inc();
+        self.duration
+            .get_or_create(&vec![("tool", tool)])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
