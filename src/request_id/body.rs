@@ -27,6 +27,7 @@ pin_project! {
 }
 
 impl<B> RequestIdBody<B> {
+    #[inline]
     pub(super) fn new(inner: B, request_id: RequestId, span: Span) -> Self {
         Self {
             inner,
@@ -64,19 +65,23 @@ impl<B: Body> Body for RequestIdBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let _entered = this.span.enter();
-        scope::enter(Some(this.request_id), || this.inner.poll_frame(cx))
+        let _scope = scope::enter(this.request_id);
+        this.inner.poll_frame(cx)
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }

@@ -93,9 +93,10 @@
 //! 1. Reads the header (`x-request-id` unless set with [`RequestIdLayer::header_name`]). It
 //!    keeps the value only if the request carries the header exactly once and the value is
 //!    [valid](#validation). Otherwise it makes a fresh ID with its [`MakeRequestId`] (random
-//!    UUID v4 by default; [`MakeRequestUuid::v7`] for time-ordered ones) and replaces every
-//!    value of the header on the request with it, so the inner service never sees the
-//!    rejected input.
+//!    UUID v4 by default; [`MakeRequestUuid::v7`] for time-ordered ones). If the request
+//!    carried the header (a rejected or repeated value), every value is replaced with the
+//!    fresh ID, so the inner service never sees the rejected input; if it carried none, none
+//!    is added: the inner service reads the ID from the extensions or [`RequestId::current`].
 //! 2. Inserts the [`RequestId`] into the request's extensions (axum: `Extension<RequestId>`).
 //! 3. Records it as `request_id` on [`tracing::Span::current()`]. This fills the field of an
 //!    outer span that declared it (e.g. `request_id = tracing::field::Empty` in a trace layer's

@@ -1,7 +1,16 @@
 //! The task-local scope that makes the current request's ID readable anywhere.
+//!
+//! The scope is a thread-local slot that holds the ID only while a request's code runs: the
+//! inner service's `call`, a poll of its future or of the response body. Entering moves the ID
+//! from its owner (the future, the body) into the slot and leaving moves it back, restoring
+//! whatever the slot held before, so scopes nest, interleaved requests on one thread never see
+//! each other's ID, and no reference count changes hands on the hot path. This is what tokio's
+//! `task_local!` does too, minus the clone it needs because it takes the value by value.
 
 use std::{
+    cell::Cell,
     future::Future,
+    marker::PhantomData,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -10,9 +19,14 @@ use pin_project_lite::pin_project;
 
 use super::RequestId;
 
-tokio::task_local! {
-    static CURRENT: RequestId;
+thread_local! {
+    /// The ID of the scope being run on this thread, or [`NO_ID`] outside any scope.
+    static CURRENT: Cell<RequestId> = const { Cell::new(NO_ID) };
 }
+
+/// What the slot holds outside any scope: an empty ID, which validation never admits, so it
+/// cannot be mistaken for a real one. Static: no allocation, no reference count.
+const NO_ID: RequestId = RequestId::from_static("");
 
 impl RequestId {
     /// The ID of the request being served or sent, if any.
@@ -32,7 +46,15 @@ impl RequestId {
     /// ```
     #[must_use]
     pub fn current() -> Option<RequestId> {
-        CURRENT.try_with(RequestId::clone).ok()
+        CURRENT
+            .try_with(|current| {
+                let id = current.replace(NO_ID);
+                let copy = (!id.as_header_value().is_empty()).then(|| id.clone());
+                current.set(id);
+                copy
+            })
+            .ok()
+            .flatten()
     }
 
     /// Wraps `future` so that [`RequestId::current`] returns this ID while it is polled.
@@ -47,8 +69,9 @@ impl RequestId {
     }
 
     /// Runs `f` with this ID as [`RequestId::current`].
-    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
+    pub fn sync_scope<R>(mut self, f: impl FnOnce() -> R) -> R {
+        let _scope = enter(&mut self);
+        f()
     }
 }
 
@@ -104,17 +127,52 @@ impl<F> WithRequestId<F> {
 impl<F: Future> Future for WithRequestId<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        enter(this.request_id.as_ref(), || this.inner.poll(cx))
+        match this.request_id {
+            Some(id) => {
+                let _scope = enter(id);
+                this.inner.poll(cx)
+            }
+            None => this.inner.poll(cx),
+        }
     }
 }
 
-/// Runs `f` inside `id`'s scope, or as is when there is none.
-pub(super) fn enter<R>(id: Option<&RequestId>, f: impl FnOnce() -> R) -> R {
-    match id {
-        // `sync_scope` takes the value and drops it on exit; a clone is a reference count.
-        Some(id) => CURRENT.sync_scope(id.clone(), f),
-        None => f(),
+/// Enters `id`'s scope until the guard is dropped: [`RequestId::current`] returns `id` in
+/// between.
+///
+/// Entering swaps `id` with the thread-local slot, and the guard swaps them back when it drops
+/// (on return and on unwind alike): in between, the slot holds the ID and `id` holds what the
+/// slot held before (an outer scope's ID, or [`NO_ID`]), which nothing reads. No reference
+/// count changes and nothing is dropped. Guards live in stack frames and so drop in the reverse
+/// order of creation, which is what makes the swaps restore every outer scope. During thread
+/// teardown, when the slot is gone, the scope is a no-op.
+#[inline]
+pub(super) fn enter(id: &mut RequestId) -> Scope<'_> {
+    let entered = CURRENT
+        .try_with(|current| current.swap(Cell::from_mut(id)))
+        .is_ok();
+    Scope {
+        id: entered.then_some(id),
+        _not_send: PhantomData,
+    }
+}
+
+/// The guard [`enter`] returns.
+pub(super) struct Scope<'a> {
+    /// Holds what the slot held before the scope; `None` when the scope was not entered.
+    id: Option<&'a mut RequestId>,
+    /// The slot is per thread: a guard must be dropped where it was made.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Scope<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(id) = self.id.as_deref_mut() {
+            let _ = CURRENT.try_with(|current| current.swap(Cell::from_mut(id)));
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, Request, Response};
 use tower_service::Service;
-use tracing::Span;
+use tracing::{field::Value, span::Record};
 
 use super::{MakeRequestId, MakeRequestUuid, MakeSpan, RequestId, ResponseFuture, scope};
 
@@ -66,17 +66,54 @@ impl<S, M, MS> RequestIdService<S, M, MS> {
     inner_service_accessors!();
 }
 
-/// The inbound ID, if the request carries exactly one value of `name` and it is valid.
+/// What the request carries in the ID header.
+enum Inbound {
+    /// Exactly one value, and it is valid.
+    Valid(RequestId),
+    /// No value.
+    Absent,
+    /// An invalid value, or more than one value.
+    Rejected,
+}
+
+/// Reads the inbound ID: kept only if the request carries exactly one value of `name` and it
+/// is valid.
 ///
 /// Repeated headers are refused: which copy a downstream reader sees would depend on how it
 /// reads them.
-fn inbound_id(headers: &HeaderMap, name: &HeaderName) -> Option<RequestId> {
+#[inline]
+fn inbound_id(headers: &HeaderMap, name: &HeaderName) -> Inbound {
     let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
+    let Some(first) = values.next() else {
+        return Inbound::Absent;
+    };
     if values.next().is_some() {
-        return None;
+        return Inbound::Rejected;
     }
-    RequestId::try_from(first).ok()
+    match RequestId::try_from(first) {
+        Ok(id) => Inbound::Valid(id),
+        Err(_) => Inbound::Rejected,
+    }
+}
+
+/// Records `id` as `request_id` on the current span, if it has that field.
+///
+/// What [`Span::record`](tracing::Span::record) on [`Span::current`](tracing::Span::current) does, without making a `Span` handle: that would
+/// clone the span's ID and the dispatcher, and close both again, on every request.
+#[inline]
+fn record_on_current_span(id: &RequestId) {
+    tracing::dispatcher::get_default(|dispatch| {
+        let current = dispatch.current_span();
+        let (Some(span), Some(meta)) = (current.id(), current.metadata()) else {
+            return;
+        };
+        let fields = meta.fields();
+        if let Some(field) = fields.field("request_id") {
+            let value = id.as_str();
+            let values = [(&field, Some(&value as &dyn Value))];
+            dispatch.record(span, &Record::new(&fields.value_set(&values)));
+        }
+    });
 }
 
 impl<S, M, MS, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S, M, MS>
@@ -93,27 +130,30 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let (request_id, replaced) = match inbound_id(req.headers(), &self.header_name) {
-            Some(id) => (id, false),
-            None => (self.make_request_id.make_request_id(&req), true),
+        let mut request_id = match inbound_id(req.headers(), &self.header_name) {
+            Inbound::Valid(id) => id,
+            // No header is added: the ID is in the extensions and the scope.
+            Inbound::Absent => self.make_request_id.make_request_id(&req),
+            Inbound::Rejected => {
+                let id = self.make_request_id.make_request_id(&req);
+                // `insert` drops every inbound value, so nothing downstream sees a rejected one.
+                req.headers_mut()
+                    .insert(&self.header_name, id.as_header_value().clone());
+                id
+            }
         };
-        if replaced {
-            // `insert` drops every inbound value, so nothing downstream sees a rejected one.
-            req.headers_mut().insert(
-                self.header_name.clone(),
-                request_id.as_header_value().clone(),
-            );
-        }
         req.extensions_mut().insert(request_id.clone());
         // Fills the field if an outer span (a trace layer's) declared it; a no-op otherwise.
         // Done before our own span exists, which would otherwise be "current".
-        Span::current().record("request_id", request_id.as_str());
+        record_on_current_span(&request_id);
 
         let span = self.make_span.make_span(&req, &request_id);
         let inner = {
             let _entered = span.enter();
-            scope::enter(Some(&request_id), || self.inner.call(req))
+            let _scope = scope::enter(&mut request_id);
+            self.inner.call(req)
         };
         ResponseFuture::new(inner, request_id, span, self.header_name.clone())
     }

@@ -89,8 +89,10 @@ async fn generates_a_uuid_when_absent() {
         4,
         "{id}"
     );
-    assert_eq!(seen.headers["x-request-id"], id.as_str());
+    // No header is added to the request: the ID is in its extensions and its scope.
+    assert!(seen.headers.get("x-request-id").is_none());
     assert_eq!(seen.extension.unwrap(), id.as_str());
+    assert_eq!(seen.current_in_call.unwrap(), id.as_str());
     assert_eq!(seen.current_in_future.unwrap(), id.as_str());
 }
 
@@ -529,4 +531,42 @@ fn accessors_reach_the_inner_service() {
     *svc.get_mut() += 1;
     assert_eq!(*svc.get_ref(), 8);
     assert_eq!(svc.into_inner(), 8);
+}
+
+#[test]
+fn scopes_nest_and_are_left_on_unwind() {
+    let outer = RequestId::try_from("outer").unwrap();
+    let inner = RequestId::try_from("inner").unwrap();
+    outer.sync_scope(|| {
+        assert_eq!(RequestId::current().unwrap(), "outer");
+        inner.clone().sync_scope(|| {
+            assert_eq!(RequestId::current().unwrap(), "inner");
+        });
+        assert_eq!(RequestId::current().unwrap(), "outer");
+        // A panic inside a scope still restores the outer one.
+        let unwound = std::panic::catch_unwind(|| {
+            inner.sync_scope(|| {
+                assert_eq!(RequestId::current().unwrap(), "inner");
+                panic!("unwinding out of the scope");
+            })
+        });
+        assert!(unwound.is_err());
+        assert_eq!(RequestId::current().unwrap(), "outer");
+    });
+    assert_eq!(RequestId::current(), None);
+}
+
+#[test]
+fn a_panicking_inner_service_leaves_no_scope_behind() {
+    let mut svc = RequestIdLayer::new().layer(service_fn(|_: Request<()>| {
+        assert_eq!(RequestId::current().unwrap(), "boom");
+        panic!("inner call panics");
+        #[allow(unreachable_code)]
+        std::future::ready(Ok::<_, Infallible>(Response::new(String::new())))
+    }));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(svc.call(request(Some(b"boom"))));
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(RequestId::current(), None);
 }
