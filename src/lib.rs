@@ -24,7 +24,15 @@
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
+#[cfg(any(feature = "circuit-breaker", feature = "fallback-cache"))]
+pub mod classify;
+#[cfg(feature = "fallback-cache")]
+pub mod fallback_cache;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "request-id")]
 pub mod request_id;
+#[cfg(feature = "trace")]
+pub mod trace;

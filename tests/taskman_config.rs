@@ -57,6 +57,8 @@ fn help_settings(args: &[&str]) -> BTreeMap<String, Option<String>> {
             .split("[default: ")
             .nth(1)
             .map(|d| d.trim_end().strip_suffix(']').unwrap_or(d).to_owned());
+        // clap shows an empty default as `""`.
+        let default = default.map(|d| if d == "\"\"" { String::new() } else { d });
         settings.insert(name, default);
     }
     settings

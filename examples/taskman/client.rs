@@ -14,11 +14,20 @@ use hyper_util::{
 use serde::{Serialize, de::DeserializeOwned};
 use tower::{BoxError, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 use tower_bulwark::{
+    circuit_breaker::{
+        CircuitBreakerError, CircuitBreakerHandle, CircuitBreakerLayer, CircuitOpen, PerKey, Window,
+    },
+    classify::HttpClassifier,
+    fallback_cache::{FallbackCacheLayer, StaleAnswer},
     metrics::{ClientMetrics, ErrorClass, FromExtension},
     request_id::PropagateRequestIdLayer,
+    trace::{ClientTraceLayer, Route},
 };
 
-use crate::api::{ApiError, ErrorBody, Page, Project, Task};
+use crate::{
+    api::{ApiError, ErrorBody, Page, Project, Task},
+    config::{CircuitBreakerConfig, FallbackCacheConfig},
+};
 
 /// Request body sent to the backend: always a complete buffer, so a request can be replayed.
 pub type RequestBody = Full<Bytes>;
@@ -37,8 +46,78 @@ pub struct TransportConfig {
     pub request_timeout: Duration,
 }
 
-/// hyper-util's pooled HTTP/1 client with connect and whole-request timeouts.
-pub fn http_transport(config: &TransportConfig, metrics: Option<&ClientMetrics>) -> BackendService {
+/// The resilience layers of the client stack, built before the stack so that their handles
+/// can be registered in the metrics registry and read by health checks.
+#[derive(Clone, Default)]
+pub struct Resilience {
+    pub breaker: Option<BreakerLayer>,
+    pub cache: Option<FallbackCacheLayer>,
+}
+
+/// Breakers are kept per backend operation: a failing create does not stop reads.
+pub type BreakerKey = &'static str;
+pub type BreakerLayer = CircuitBreakerLayer<
+    HttpClassifier,
+    BreakerKey,
+    PerKey<fn(&Request<RequestBody>) -> BreakerKey>,
+>;
+
+impl Resilience {
+    /// The breaker and the cache as configured; `base_path` is the endpoint's path
+    /// (`/api/v1`), under which writes to `/tasks` invalidate every stored `GET /tasks…`.
+    pub fn build(
+        breaker: &CircuitBreakerConfig,
+        cache: &FallbackCacheConfig,
+        base_path: &str,
+    ) -> anyhow::Result<Self> {
+        let breaker = breaker
+            .enabled
+            .then(|| {
+                CircuitBreakerLayer::builder()
+                    .name("backend")
+                    .per_key(breaker_key as fn(&Request<RequestBody>) -> BreakerKey)
+                    .failure_rate_threshold(f64::from(breaker.error_threshold_percent))
+                    .minimum_calls(breaker.volume_threshold)
+                    .window(Window::Count(breaker.volume_threshold.max(100)))
+                    .open_duration(breaker.reset_timeout)
+                    .build()
+            })
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("circuit breaker settings: {err}"))?;
+        let tasks = format!("{}/tasks", base_path.trim_end_matches('/'));
+        let cache = cache
+            .enabled
+            .then(|| {
+                FallbackCacheLayer::builder()
+                    .name("backend")
+                    .max_entries(cache.max_size)
+                    .ttl(cache.ttl)
+                    .invalidate_on_write(tasks.clone(), tasks.clone())
+                    .build()
+            })
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("fallback cache settings: {err}"))?;
+        Ok(Self { breaker, cache })
+    }
+}
+
+fn breaker_key(request: &Request<RequestBody>) -> BreakerKey {
+    request
+        .extensions()
+        .get::<Operation>()
+        .map_or("other", |op| op.name())
+}
+
+/// The outbound stack, outermost first: request ID → trace → metrics → fallback cache →
+/// circuit breaker (per operation) → timeout → hyper-util's pooled HTTP/1 client.
+///
+/// The cache sits outside the breaker so that a read the breaker refuses is still answered
+/// from the store; the timeout sits inside both, so that a timeout counts as a failure.
+pub fn http_transport(
+    config: &TransportConfig,
+    metrics: Option<&ClientMetrics>,
+    resilience: &Resilience,
+) -> BackendService {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
@@ -46,27 +125,56 @@ pub fn http_transport(config: &TransportConfig, metrics: Option<&ClientMetrics>)
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(32)
         .build::<_, RequestBody>(connector);
-    let stack = ServiceBuilder::new()
-        // The ID of the MCP request being served goes along to the backend.
-        .layer(PropagateRequestIdLayer::new())
-        // Covers connecting, sending and waiting for the response head; the bodies of this
-        // API are small JSON documents, read right after and bounded in size.
-        .timeout(config.request_timeout)
-        .map_response(box_body)
-        .service(client);
-    let Some(metrics) = metrics else {
-        return BoxCloneSyncService::new(stack);
-    };
-    // Outside the timeout, so that a timed-out call is counted as one.
-    let metrics = metrics
-        .layer()
-        .classify_operation(FromExtension::new(operation_label))
-        .classify_error(classify_error);
-    BoxCloneSyncService::new(
+    // Covers connecting, sending and waiting for the response head; the bodies of this API
+    // are small JSON documents, read right after and bounded in size.
+    let mut service = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .map_response(box_body)
-            .layer(metrics)
-            .service(stack),
+            .timeout(config.request_timeout)
+            .service(client),
+    );
+    if let Some(breaker) = &resilience.breaker {
+        service = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_err(|err: CircuitBreakerError<BoxError, BreakerKey>| err.into_box_error())
+                .layer(breaker.clone())
+                .service(service),
+        );
+    }
+    if let Some(cache) = &resilience.cache {
+        service = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(box_body)
+                .layer(cache.clone())
+                .service(service),
+        );
+    }
+    if let Some(metrics) = metrics {
+        let metrics = metrics
+            .layer()
+            .classify_operation(FromExtension::new(operation_label))
+            .classify_error(classify_error);
+        service = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(box_body)
+                .layer(metrics)
+                .service(service),
+        );
+    }
+    // A client span per call, named after the operation, that sends `traceparent` on, so the
+    // backend's spans join the trace; and the ID of the MCP request being served.
+    let trace = ClientTraceLayer::new().classify_route(|request: &Request<RequestBody>| {
+        request
+            .extensions()
+            .get::<Operation>()
+            .map(|op| Route::from_static(op.name()))
+    });
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(PropagateRequestIdLayer::new())
+            .map_response(box_body)
+            .layer(trace)
+            .service(service),
     )
 }
 
@@ -166,6 +274,20 @@ impl Operation {
     }
 }
 
+/// A backend answer, and how old it is if it came from the fallback cache because the
+/// backend failed.
+#[derive(Debug)]
+pub struct Fetched<T> {
+    pub value: T,
+    pub stale_age: Option<Duration>,
+}
+
+impl<T> Fetched<T> {
+    fn into_value(self) -> T {
+        self.value
+    }
+}
+
 /// Query of `GET /tasks`; `None` leaves a filter out.
 #[derive(Debug, Default, Clone)]
 pub struct TaskQuery {
@@ -206,6 +328,7 @@ impl TaskQuery {
 #[derive(Clone)]
 pub struct BackendClient {
     service: BackendService,
+    breakers: Option<CircuitBreakerHandle<BreakerKey>>,
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:4000/api/v1`.
     base: String,
 }
@@ -219,16 +342,34 @@ impl fmt::Debug for BackendClient {
 }
 
 impl BackendClient {
-    pub fn new(service: BackendService, endpoint: &http::Uri) -> Self {
+    pub fn new(service: BackendService, endpoint: &http::Uri, resilience: &Resilience) -> Self {
         let base = endpoint.to_string().trim_end_matches('/').to_owned();
-        Self { service, base }
+        let breakers = resilience.breaker.as_ref().map(CircuitBreakerLayer::handle);
+        Self {
+            service,
+            breakers,
+            base,
+        }
+    }
+
+    /// The operations whose circuit breaker is open now.
+    pub fn open_breakers(&self) -> Vec<BreakerKey> {
+        let Some(breakers) = &self.breakers else {
+            return Vec::new();
+        };
+        breakers
+            .breakers()
+            .iter()
+            .filter(|breaker| breaker.state().is_open())
+            .filter_map(|breaker| breaker.key().copied())
+            .collect()
     }
 
     pub fn endpoint(&self) -> &str {
         &self.base
     }
 
-    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Page<Task>, ClientError> {
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Fetched<Page<Task>>, ClientError> {
         let mut params = QueryString::default();
         for (name, value) in query.pairs() {
             params.push(name, Some(&value));
@@ -237,13 +378,15 @@ impl BackendClient {
         self.json(Operation::ListTasks, &path, None::<&()>).await
     }
 
-    pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
+    pub async fn get_task(&self, id: &str) -> Result<Fetched<Task>, ClientError> {
         let path = format!("/tasks/{}", encode(id));
         self.json(Operation::GetTask, &path, None::<&()>).await
     }
 
     pub async fn create_task(&self, task: &serde_json::Value) -> Result<Task, ClientError> {
-        self.json(Operation::CreateTask, "/tasks", Some(task)).await
+        self.json(Operation::CreateTask, "/tasks", Some(task))
+            .await
+            .map(Fetched::into_value)
     }
 
     /// Sends only the fields present in `patch`; a `null` clears a nullable field.
@@ -253,7 +396,9 @@ impl BackendClient {
         patch: &serde_json::Value,
     ) -> Result<Task, ClientError> {
         let path = format!("/tasks/{}", encode(id));
-        self.json(Operation::UpdateTask, &path, Some(patch)).await
+        self.json(Operation::UpdateTask, &path, Some(patch))
+            .await
+            .map(Fetched::into_value)
     }
 
     pub async fn delete_task(&self, id: &str) -> Result<(), ClientError> {
@@ -267,7 +412,7 @@ impl BackendClient {
         &self,
         limit: Option<u64>,
         offset: Option<u64>,
-    ) -> Result<Page<Project>, ClientError> {
+    ) -> Result<Fetched<Page<Project>>, ClientError> {
         let mut params = QueryString::default();
         params.push("limit", limit.map(|n| n.to_string()).as_deref());
         params.push("offset", offset.map(|n| n.to_string()).as_deref());
@@ -281,6 +426,7 @@ impl BackendClient {
     ) -> Result<Project, ClientError> {
         self.json(Operation::CreateProject, "/projects", Some(project))
             .await
+            .map(Fetched::into_value)
     }
 
     /// `GET /health`: Ok when the backend answers 200.
@@ -295,10 +441,14 @@ impl BackendClient {
         operation: Operation,
         path: &str,
         body: Option<&impl Serialize>,
-    ) -> Result<T, ClientError> {
-        let bytes = self.send(operation, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|err| {
+    ) -> Result<Fetched<T>, ClientError> {
+        let answer = self.send(operation, path, body).await?;
+        let value = serde_json::from_slice(&answer.value).map_err(|err| {
             ClientError::unavailable(format!("backend answered with an unexpected body: {err}"))
+        })?;
+        Ok(Fetched {
+            value,
+            stale_age: answer.stale_age,
         })
     }
 
@@ -308,7 +458,7 @@ impl BackendClient {
         operation: Operation,
         path: &str,
         body: Option<&impl Serialize>,
-    ) -> Result<Bytes, ClientError> {
+    ) -> Result<Fetched<Bytes>, ClientError> {
         let mut request = Request::builder()
             .method(operation.method())
             .uri(format!("{}{path}", self.base))
@@ -340,9 +490,17 @@ impl BackendClient {
             .await
             .map_err(describe_transport_error)?;
         let status = response.status();
+        // Set by the fallback cache when the backend failed and a stored answer stood in.
+        let stale_age = response
+            .extensions()
+            .get::<StaleAnswer>()
+            .map(|stale| stale.age);
         let body = read_body(response.into_body()).await?;
         if status.is_success() {
-            return Ok(body);
+            return Ok(Fetched {
+                value: body,
+                stale_age,
+            });
         }
         let error = serde_json::from_slice::<ErrorBody>(&body)
             .map(|body| body.error)
@@ -386,6 +544,15 @@ async fn read_body(mut body: ResponseBody) -> Result<Bytes, ClientError> {
 }
 
 fn describe_transport_error(err: BoxError) -> ClientError {
+    if let Some(open) = err.downcast_ref::<CircuitOpen<BreakerKey>>() {
+        let retry = open.retry_after().map_or(String::new(), |wait| {
+            format!("; retry in {} s", wait.as_secs().max(1))
+        });
+        return ClientError::Unavailable(format!(
+            "its circuit breaker for {} is open after repeated failures{retry}",
+            open.key()
+        ));
+    }
     if err.is::<tower::timeout::error::Elapsed>() {
         return ClientError::Unavailable("the request timed out".to_owned());
     }

@@ -167,6 +167,13 @@ pub struct ServerSettings {
         default_value = "1"
     )]
     otel_sample_rate: String,
+    /// Extra resource attributes of exported spans, `key=value` pairs separated by commas.
+    #[arg(
+        long = "otel-resource-attributes",
+        env = "OTEL_RESOURCE_ATTRIBUTES",
+        default_value = ""
+    )]
+    otel_resource_attributes: String,
     /// Service name reported to the tracing backend.
     #[arg(
         long = "otel-service-name",
@@ -381,6 +388,7 @@ pub struct TracingConfig {
     pub debug: bool,
     pub sample_rate: f64,
     pub service_name: String,
+    pub resource_attributes: String,
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +520,7 @@ impl ServerSettings {
                 debug: boolean("OTEL_DEBUG", &self.otel_debug)?,
                 sample_rate: fraction("OTEL_SAMPLE_RATE", &self.otel_sample_rate)?,
                 service_name: non_empty("OTEL_SERVICE_NAME", &self.otel_service_name)?,
+                resource_attributes: resource_attributes(&self.otel_resource_attributes)?,
             },
             circuit_breaker: CircuitBreakerConfig {
                 enabled: boolean("CIRCUIT_BREAKER_ENABLED", &self.circuit_breaker_enabled)?,
@@ -639,6 +648,25 @@ fn http_url(variable: &'static str, value: &str) -> Result<http::Uri, InvalidSet
         return Err(invalid(variable, value, allowed));
     }
     Ok(uri)
+}
+
+/// `key=value[,key=value…]`, as OpenTelemetry defines `OTEL_RESOURCE_ATTRIBUTES`.
+fn resource_attributes(value: &str) -> Result<String, InvalidSetting> {
+    let valid = value.trim().is_empty()
+        || value.split(',').all(|pair| {
+            pair.split_once('=').is_some_and(|(key, _)| {
+                !key.trim().is_empty() && !pair.chars().any(char::is_control)
+            })
+        });
+    if valid {
+        Ok(value.trim().to_owned())
+    } else {
+        Err(invalid(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            value,
+            "comma-separated key=value pairs",
+        ))
+    }
 }
 
 /// A bearer token: visible ASCII, long enough not to be guessed. The value is never echoed.

@@ -36,14 +36,18 @@ use clap::Parser as _;
 use rmcp::ServiceExt as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tower_bulwark::trace::{
+    LogFormat as TelemetryFormat, Route, ServerTraceLayer, TelemetryBuilder, TelemetryError,
+    TelemetryGuard, parse_resource_attributes,
+};
 use tracing::{error, info, warn};
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::{
     backend::Store,
-    client::{BackendClient, TransportConfig, http_transport},
+    client::{BackendClient, Resilience, TransportConfig, http_transport},
     config::{
-        BackendConfig, Cli, Command, DbLocation, LogConfig, LogFormat, ServerConfig, Transport,
+        BackendConfig, Cli, Command, DbLocation, LogConfig, LogFormat, ServerConfig, TracingConfig,
+        Transport,
     },
     observability::TaskmanMetrics,
     shutdown::InFlight,
@@ -70,7 +74,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID_SETTING);
         }
     };
-    init_logging(&log);
+    let tracing_config = match &command {
+        Run::Server(config) => Some(&config.tracing),
+        Run::Backend(_) => None,
+    };
+    let telemetry = match init_telemetry(&log, tracing_config) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("cannot set up logging and tracing: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,10 +98,14 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
-            Run::Server(config) => run_server(*config).await,
+            Run::Server(config) => run_server(*config, &telemetry).await,
             Run::Backend(config) => run_backend(config).await,
         }
     });
+    // Flushes the spans still queued for export.
+    if let Err(err) = telemetry.shutdown() {
+        eprintln!("flushing traces failed: {err}");
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -102,33 +120,46 @@ enum Run {
     Backend(BackendConfig),
 }
 
-/// Logs go to stderr, always: with the stdio transport, stdout carries only MCP messages.
-fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::builder()
-        .with_default_directive(config.level.into())
-        .from_env_lossy();
-    let registry = tracing_subscriber::registry().with(filter);
-    match config.format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Pretty => registry
-            .with(
-                fmt::layer()
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
+/// Logs (to stderr, always: with the stdio transport, stdout carries only MCP messages) and,
+/// when tracing is enabled, OpenTelemetry export. Every log line written inside a request
+/// carries `trace_id`, `span_id` and `request_id`, whether or not tracing is enabled.
+fn init_telemetry(
+    log: &LogConfig,
+    tracing: Option<&TracingConfig>,
+) -> Result<TelemetryGuard, TelemetryError> {
+    // RUST_LOG refines LOG_LEVEL per module, as usual.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .unwrap_or_else(|| log.level.as_str().to_ascii_lowercase());
+    let service_name = tracing.map_or("taskman", |t| t.service_name.as_str());
+    let mut builder = TelemetryBuilder::new(service_name)
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .filter(filter)
+        .format(match log.format {
+            LogFormat::Json => TelemetryFormat::Json,
+            LogFormat::Pretty => TelemetryFormat::Text,
+        })
+        .writer(std::io::stderr)
+        .opentelemetry(false);
+    if let Some(tracing) = tracing.filter(|t| t.enabled) {
+        builder = builder
+            .opentelemetry(true)
+            .resource_attributes(parse_resource_attributes(&tracing.resource_attributes))
+            .otlp_endpoint(tracing.otlp_endpoint.to_string().trim_end_matches('/'))
+            .sample_rate(tracing.sample_rate)
+            .debug(tracing.debug);
     }
+    builder.init()
 }
 
-async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
+/// The route label of an inbound request's span: the template axum matched.
+fn route_of(request: &http::Request<axum::body::Body>) -> Option<Route> {
+    let path = request.extensions().get::<axum::extract::MatchedPath>()?;
+    Some(Route::new(path.as_str()))
+}
+
+async fn run_server(config: ServerConfig, telemetry: &TelemetryGuard) -> anyhow::Result<()> {
     let embedded = match &config.api_endpoint {
         Some(_) => None,
         None => Some(EmbeddedBackend::start(&config.db).await?),
@@ -141,7 +172,22 @@ async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
             .context("embedded backend endpoint")?,
         (None, None) => unreachable!("the embedded backend starts when no endpoint is configured"),
     };
-    let metrics = config.metrics_enabled.then(TaskmanMetrics::new);
+    let resilience = Resilience::build(
+        &config.circuit_breaker,
+        &config.fallback_cache,
+        endpoint.path(),
+    )?;
+    let metrics = config.metrics_enabled.then(|| {
+        TaskmanMetrics::new(|registry| {
+            telemetry.register(registry);
+            if let Some(breaker) = &resilience.breaker {
+                breaker.handle().register(registry);
+            }
+            if let Some(cache) = &resilience.cache {
+                cache.handle().register(registry);
+            }
+        })
+    });
     let collection = metrics.as_ref().and_then(TaskmanMetrics::start_collection);
     let transport = http_transport(
         &TransportConfig {
@@ -149,8 +195,9 @@ async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
             request_timeout: config.api_timeout,
         },
         metrics.as_ref().map(|m| m.layers.client()),
+        &resilience,
     );
-    let client = BackendClient::new(transport, &endpoint);
+    let client = BackendClient::new(transport, &endpoint, &resilience);
     info!(
         endpoint = client.endpoint(),
         embedded = embedded.is_some(),
@@ -325,7 +372,7 @@ async fn run_backend(config: BackendConfig) -> anyhow::Result<()> {
         })?;
     let addr = listener.local_addr()?;
     info!(%addr, endpoint = format!("http://{addr}/api/v1"), "listening");
-    let served = axum::serve(listener, backend::router(store.clone()))
+    let served = axum::serve(listener, traced(backend::router(store.clone())))
         .with_graceful_shutdown(async {
             let signal = shutdown::signal().await;
             info!(
@@ -340,6 +387,14 @@ async fn run_backend(config: BackendConfig) -> anyhow::Result<()> {
     served.context("backend HTTP server")?;
     info!("shutdown complete");
     Ok(())
+}
+
+/// The backend's routes inside a server span that continues the caller's `traceparent` and
+/// carries the caller's request ID (kept when safe, as on the MCP side).
+fn traced(router: axum::Router) -> axum::Router {
+    router
+        .layer(ServerTraceLayer::new().classify_route(route_of))
+        .layer(tower_bulwark::request_id::RequestIdLayer::new())
 }
 
 async fn open_store(db: &DbLocation) -> anyhow::Result<Store> {
@@ -366,7 +421,7 @@ impl EmbeddedBackend {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(
-            axum::serve(listener, backend::router(store.clone()))
+            axum::serve(listener, traced(backend::router(store.clone())))
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
                 .into_future(),
         );

@@ -24,10 +24,11 @@ use tracing::Instrument as _;
 
 use crate::{
     api::{Page, Priority, Project, Status, Task},
-    client::{BackendClient, ClientError, TaskQuery},
+    client::{BackendClient, ClientError, Fetched, TaskQuery},
     contract,
     observability::ToolMetrics,
     params::Parameters,
+    server::RequestSpan,
 };
 
 /// The MCP server handler; cheap to clone (one per session or stateless request).
@@ -185,6 +186,40 @@ pub struct TaskList {
     pub total: u64,
     pub limit: u64,
     pub offset: u64,
+    #[serde(flatten)]
+    pub freshness: Freshness,
+}
+
+/// Present only when the backend failed and the last good answer was served instead.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct Freshness {
+    /// True when this answer is a stored copy: the backend could not be reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<bool>,
+    /// Age of the stored copy, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<u64>,
+}
+
+impl Freshness {
+    fn of<T>(fetched: &Fetched<T>) -> Self {
+        match fetched.stale_age {
+            Some(age) => Freshness {
+                stale: Some(true),
+                age_seconds: Some(age.as_secs()),
+            },
+            None => Freshness::default(),
+        }
+    }
+}
+
+/// A task, marked when it is a stored copy.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskAnswer {
+    #[serde(flatten)]
+    pub task: Task,
+    #[serde(flatten)]
+    pub freshness: Freshness,
 }
 
 /// One page of projects, in creation order.
@@ -195,6 +230,8 @@ pub struct ProjectList {
     pub total: u64,
     pub limit: u64,
     pub offset: u64,
+    #[serde(flatten)]
+    pub freshness: Freshness,
 }
 
 /// Confirms a deletion.
@@ -237,17 +274,20 @@ impl Taskman {
             offset: args.offset,
         };
         check(contract::task_filter(&owned(query.pairs())))?;
+        let fetched = self.client.list_tasks(&query).await.map_err(tool_error)?;
+        let freshness = Freshness::of(&fetched);
         let Page {
             items,
             total,
             limit,
             offset,
-        } = self.client.list_tasks(&query).await.map_err(tool_error)?;
+        } = fetched.value;
         Ok(Json(TaskList {
             tasks: items,
             total,
             limit,
             offset,
+            freshness,
         }))
     }
 
@@ -258,13 +298,14 @@ impl Taskman {
     async fn get_task(
         &self,
         Parameters(args): Parameters<TaskIdArgs>,
-    ) -> Result<Json<Task>, String> {
+    ) -> Result<Json<TaskAnswer>, String> {
         check_id(&args.id)?;
-        self.client
-            .get_task(&args.id)
-            .await
-            .map(Json)
-            .map_err(tool_error)
+        let fetched = self.client.get_task(&args.id).await.map_err(tool_error)?;
+        let freshness = Freshness::of(&fetched);
+        Ok(Json(TaskAnswer {
+            task: fetched.value,
+            freshness,
+        }))
     }
 
     #[tool(
@@ -393,21 +434,24 @@ impl Taskman {
             .into_iter()
             .filter_map(|(name, n)| n.map(|n| (name, n.to_string())));
         check(contract::page_request(&owned(page.collect())))?;
+        let fetched = self
+            .client
+            .list_projects(args.limit, args.offset)
+            .await
+            .map_err(tool_error)?;
+        let freshness = Freshness::of(&fetched);
         let Page {
             items,
             total,
             limit,
             offset,
-        } = self
-            .client
-            .list_projects(args.limit, args.offset)
-            .await
-            .map_err(tool_error)?;
+        } = fetched.value;
         Ok(Json(ProjectList {
             projects: items,
             total,
             limit,
             offset,
+            freshness,
         }))
     }
 
@@ -451,7 +495,24 @@ impl ServerHandler for Taskman {
             .into_iter()
             .find(|name| *name == request.name)
             .unwrap_or("unknown");
-        let span = tracing::info_span!("tool_call", request_id = request_id.as_str(), tool);
+        // A child of the HTTP request's span, named and described as OpenTelemetry's MCP
+        // conventions have it; over stdio there is no request span and it starts a trace.
+        let parent = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestSpan>())
+            .map(|span| span.0.clone());
+        let span = tracing::info_span!(
+            parent: parent.as_ref().and_then(tracing::Span::id),
+            "tool_call",
+            otel.name = format!("tools/call {tool}"),
+            otel.kind = "internal",
+            mcp.method.name = "tools/call",
+            gen_ai.tool.name = tool,
+            gen_ai.operation.name = "execute_tool",
+            request_id = request_id.as_str(),
+            tool,
+        );
         let started = Instant::now();
         let call = ToolCallContext::new(self, request, context);
         let response = request_id

@@ -29,7 +29,8 @@ pub struct TaskmanMetrics {
 }
 
 impl TaskmanMetrics {
-    pub fn new() -> Self {
+    /// `register_more` adds other layers' metrics (the trace exporter's) to the registry.
+    pub fn new(register_more: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::default();
         let layers = Metrics::builder().prefix(PREFIX).register(&mut registry);
         let prefixed = registry.sub_registry_with_prefix(PREFIX);
@@ -38,6 +39,7 @@ impl TaskmanMetrics {
         // `process_*` gauges come with it.
         let process = ProcessCollector::new().with_memory_usage_bytes();
         process.register(prefixed);
+        register_more(prefixed);
         Self {
             registry: Arc::new(registry),
             layers,

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_bulwark::request_id::RequestIdLayer;
 
-use tower_bulwark::metrics::FromExtension;
+use tower_bulwark::{metrics::FromExtension, trace::ServerTraceLayer};
 
 use crate::{
     client::BackendClient,
@@ -100,6 +100,9 @@ pub fn app(
         .layer(from_fn_with_state(in_flight, crate::shutdown::track));
     // Outside the edge, so that refusals (401, 413, 503) are counted too; after routing
     // (`Router::layer`), so that the route label is the template from `MatchedPath`.
+    // Inside the server span: hands that span to the MCP handler, which runs tool calls on
+    // rmcp's own tasks where the span is not current (see `mcp::Taskman::call_tool`).
+    let router = router.layer(axum::middleware::from_fn(remember_span));
     let router = match &metrics {
         Some(metrics) => router.layer(
             metrics
@@ -110,7 +113,25 @@ pub fn app(
         ),
         None => router,
     };
-    router.layer(RequestIdLayer::new().with_span())
+    // The request's server span (W3C trace context in, OpenTelemetry conventions) inside the
+    // request ID, so that the span records the ID.
+    router
+        .layer(ServerTraceLayer::new().classify_route(crate::route_of))
+        .layer(RequestIdLayer::new().with_span())
+}
+
+/// The span of the HTTP request, for work done on its behalf on other tasks.
+#[derive(Clone, Debug)]
+pub struct RequestSpan(pub tracing::Span);
+
+async fn remember_span(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    request
+        .extensions_mut()
+        .insert(RequestSpan(tracing::Span::current()));
+    next.run(request).await
 }
 
 /// rmcp checks the Host header against this list (DNS rebinding). Loopback names always
@@ -133,14 +154,22 @@ async fn ready(State(state): State<AppState>) -> Response {
     if let Some(metrics) = &state.metrics {
         metrics.layers.health().set("backend", health.is_ok());
     }
+    // Open breakers are reported, not fatal: reads may still be answered from the cache.
+    let open_breakers = state.client.open_breakers();
+    let breakers = json!({ "open": open_breakers });
     match health {
-        Ok(()) => Json(json!({ "status": "ready", "checks": { "backend": { "status": "ok" } } }))
-            .into_response(),
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "checks": { "backend": { "status": "ok" } },
+            "circuit_breakers": breakers,
+        }))
+        .into_response(),
         Err(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "status": "not_ready",
-                "checks": { "backend": { "status": "failing", "reason": err.to_string() } }
+                "checks": { "backend": { "status": "failing", "reason": err.to_string() } },
+                "circuit_breakers": breakers,
             })),
         )
             .into_response(),

@@ -1,0 +1,124 @@
+//! Cost of the fallback cache over a bare service, in one run:
+//!
+//! - `bare`: the service alone, answering `200 OK` with a 64-byte body;
+//! - `pass_through_store`: through the layer, the answer copied and stored (replacing the
+//!   previous one under the same key) as its body is read;
+//! - `pass_through_bypass`: through the layer, for a request it leaves alone (a `GET` with
+//!   `Authorization`, not keyed by default);
+//! - `stale`: the inner service fails at once and the layer answers from the store.
+//!
+//! Each iteration is driven by hand (no runtime): `poll_ready`, `call`, one poll of the
+//! future, then the body polled to its end, with a no-op waker.
+//!
+//! ```text
+//! cargo bench --bench fallback_cache --features fallback-cache -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::{
+    future::{Future, Ready, ready},
+    hint::black_box,
+    io,
+    pin::pin,
+    task::{Context, Poll, Waker},
+};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response, header::CONTENT_TYPE};
+use http_body::Body;
+use http_body_util::Full;
+use tower::{Service, service_fn};
+use tower_bulwark::fallback_cache::FallbackCacheLayer;
+use tower_layer::Layer;
+
+type Req = Request<()>;
+type Res = Response<Full<Bytes>>;
+
+const BODY: &[u8] = b"{\"id\":1,\"title\":\"write the fallback cache bench\",\"done\":false}";
+
+fn ok()
+-> impl Service<Req, Response = Res, Error = io::Error, Future = Ready<Result<Res, io::Error>>> + Clone
+{
+    service_fn(|_req: Req| {
+        let mut res = Response::new(Full::new(Bytes::from_static(BODY)));
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        ready(Ok(res))
+    })
+}
+
+fn down()
+-> impl Service<Req, Response = Res, Error = io::Error, Future = Ready<Result<Res, io::Error>>> + Clone
+{
+    service_fn(|_req: Req| ready(Err(io::Error::other("down"))))
+}
+
+/// One request through `svc`, its body read to the end. Panics (bench only) if anything is
+/// not ready at once.
+fn drive<S, B>(svc: &mut S, req: Req, expect_ok: bool)
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let Poll::Ready(res) = pin!(svc.call(req)).poll(&mut cx) else {
+        panic!("ready at once")
+    };
+    match res {
+        Ok(res) => {
+            let mut body = pin!(res.into_body());
+            while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+                black_box(frame.is_ok());
+            }
+        }
+        Err(_) => assert!(!expect_ok),
+    }
+}
+
+fn get() -> Req {
+    Request::get("http://backend.internal/tasks?status=open")
+        .body(())
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fallback_cache");
+
+    let mut bare = ok();
+    g.bench_function("bare", |b| b.iter(|| drive(&mut bare, get(), true)));
+
+    let layer = FallbackCacheLayer::new();
+    let handle = layer.handle();
+    let mut cached = layer.layer(ok());
+    g.bench_function("pass_through_store", |b| {
+        b.iter(|| drive(&mut cached, get(), true))
+    });
+    assert_eq!(handle.len(), 1);
+
+    let mut bypass = FallbackCacheLayer::new().layer(ok());
+    g.bench_function("pass_through_bypass", |b| {
+        b.iter(|| {
+            let req = Request::get("/tasks")
+                .header("authorization", "Bearer t")
+                .body(())
+                .unwrap();
+            drive(&mut bypass, req, true)
+        })
+    });
+
+    let layer = FallbackCacheLayer::new();
+    let handle = layer.handle();
+    drive(&mut layer.layer(ok()), get(), true);
+    let mut stale = layer.layer(down());
+    g.bench_function("stale", |b| b.iter(|| drive(&mut stale, get(), true)));
+    assert!(handle.stats().stale_served > 0);
+    assert_eq!(handle.stats().misses, 0);
+
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
