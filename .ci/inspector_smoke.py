@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
+
+from taskman_process import fail, start_taskman
 
 EXPECTED_TOOLS = {
     "list_tasks", "get_task", "create_task", "update_task",
@@ -21,40 +22,6 @@ EXPECTED_TOOLS = {
 }
 
 
-def fail(message):
-    print(f"FAIL: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def start_server(binary):
-    env = {
-        "TASKMAN_HTTP_PORT": "0",
-        "TASKMAN_DB_PATH": ":memory:",
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "info",
-    }
-    proc = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    found = threading.Event()
-    state = {"addr": None, "log": []}
-
-    def drain():
-        for line in proc.stderr:
-            state["log"].append(line.rstrip("\n"))
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("message") == "listening" and not found.is_set():
-                state["addr"] = record["addr"]
-                found.set()
-        found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not found.wait(60) or state["addr"] is None:
-        proc.kill()
-        fail("taskman did not start:\n" + "\n".join(state["log"]))
-    return proc, state
 
 
 def inspector(url, home, *args, expect_rc=0):
@@ -86,8 +53,8 @@ def structured(body):
 def main():
     if len(sys.argv) != 2:
         fail(__doc__)
-    proc, state = start_server(sys.argv[1])
-    url = f"http://{state['addr']}/mcp"
+    proc, addr = start_taskman(sys.argv[1])
+    url = f"http://{addr}/mcp"
     home = tempfile.mkdtemp(prefix="inspector-home-")
     try:
         listing = inspector(url, home, "--method", "tools/list", "--format", "json")
@@ -127,7 +94,7 @@ def main():
             proc.kill()
             fail("taskman did not stop within 20 s of SIGTERM")
     if rc != 0:
-        fail(f"taskman exited {rc} after SIGTERM:\n" + "\n".join(state["log"]))
+        fail(f"taskman exited {rc} after SIGTERM:\n" + "\n".join(proc.log))
     print("inspector smoke test passed: tools/list, create_task, get_task, list_tasks (modern), isError path")
 
 

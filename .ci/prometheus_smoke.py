@@ -15,47 +15,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
+
+from taskman_process import fail, start_taskman
 import time
 import urllib.parse
 import urllib.request
 
 
-def fail(message):
-    print(f"FAIL: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_taskman(binary):
-    env = {"TASKMAN_HTTP_PORT": "0", "TASKMAN_DB_PATH": ":memory:", "LOG_FORMAT": "json"}
-    proc = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    found = threading.Event()
-    state = {"addr": None, "log": []}
-
-    def drain():
-        for line in proc.stderr:
-            state["log"].append(line.rstrip("\n"))
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("message") == "listening" and not found.is_set():
-                state["addr"] = record["addr"]
-                found.set()
-        found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not found.wait(60) or state["addr"] is None:
-        proc.kill()
-        fail("taskman did not start:\n" + "\n".join(state["log"]))
-    return proc, state["addr"]
 
 
 def request(url, data=None, headers=None):
