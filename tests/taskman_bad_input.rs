@@ -668,3 +668,39 @@ async fn load_is_shed_with_503_and_slow_answers_are_cut_off() {
         .unwrap();
     assert_eq!(live.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_internals_never_reach_the_client() {
+    use axum::{Json, Router, http::StatusCode, routing::get};
+    let leaky = Router::new().route(
+        "/api/v1/tasks",
+        get(|| async {
+            let message = "SQLITE_ERROR near \"SELECT * FROM tasks\" in /var/lib/taskman/db.sqlite";
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": {"code": "internal", "message": message}})),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, leaky).await });
+    let server = Taskman::start_server(&[
+        ("TASK_MANAGER_API_ENDPOINT", &endpoint),
+        ("TASKMAN_AUTH_TOKEN", TOKEN),
+    ]);
+    let answer = Post::tool("list_tasks", json!({}))
+        .send(&reqwest::Client::new(), &server)
+        .await;
+    check(
+        "backend 500",
+        &answer,
+        &Expect::ToolError("task backend unavailable: the backend failed (500)"),
+    )
+    .unwrap();
+    assert!(
+        !answer.text.contains("SQLITE") && !answer.text.contains("/var/lib"),
+        "{}",
+        answer.text
+    );
+}

@@ -515,9 +515,17 @@ impl BackendClient {
                 field: None,
             });
         if status.is_server_error() {
+            // The backend's own words about its failure may name internals (SQL, paths): they
+            // go to the log, and the client is told only that the backend failed.
+            tracing::warn!(
+                operation = operation.name(),
+                status = status.as_u16(),
+                message = %error.message,
+                "backend failed"
+            );
             return Err(ClientError::Unavailable(format!(
-                "{status}: {}",
-                error.message
+                "the backend failed ({})",
+                status.as_u16()
             )));
         }
         Err(ClientError::Api { status, error })
