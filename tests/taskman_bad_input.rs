@@ -499,6 +499,34 @@ async fn a_battery_of_bad_requests_gets_exact_errors_and_changes_nothing() {
         .unwrap();
     assert!(raw.is_empty(), "raw cases failed:\n{}", raw.join("\n"));
 
+    // No secret was logged or exported: neither the right token nor a wrong one, nor a cookie.
+    let metrics = http
+        .get(format!("{}/metrics", server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = Post::tool("list_tasks", json!({}))
+        .header("cookie", Some("session=cookie-secret-value"))
+        .send(&http, &server)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = server.raw_logs();
+    for secret in [
+        TOKEN,
+        "wrong-token-wrong-token",
+        "dXNlcjpwYXNz",
+        "cookie-secret-value",
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the log: {secret}");
+        assert!(
+            !metrics.contains(secret),
+            "a secret reached the metrics: {secret}"
+        );
+    }
+
     // Still serving, and nothing was written.
     assert_eq!(all_tasks(&http, &server).await, before, "the store changed");
     let live = http
