@@ -402,3 +402,48 @@ async fn the_http_endpoint_rejects_foreign_hosts_and_origins() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn stateless_mode_serves_legacy_clients_without_sessions() {
+    let server = Taskman::start_server(&[("TASKMAN_MCP_STATELESS", "true")]);
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        http.post(server.mcp_url())
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&body)
+            .send()
+    };
+    let initialize = post(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"test","version":"0"}}}))
+    .await
+    .unwrap();
+    assert_eq!(initialize.status(), 200);
+    assert!(
+        initialize.headers().get("mcp-session-id").is_none(),
+        "no session is minted"
+    );
+    assert!(
+        initialize.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    // A tools/call without any session, as a replica that never saw the handshake gets it.
+    let answer = post(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name":"create_task","arguments":{"title":"from any replica"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(
+        body["result"]["structuredContent"]["title"],
+        json!("from any replica")
+    );
+    // And rmcp's own client works against it.
+    let client = ().serve(StreamableHttpClientTransport::from_uri(server.mcp_url())).await.unwrap();
+    let listed = call(client.peer(), "list_tasks", json!({})).await.unwrap();
+    assert_eq!(listed.structured_content.unwrap()["total"], json!(1));
+}

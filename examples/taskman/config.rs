@@ -39,6 +39,14 @@ pub struct ServerSettings {
         default_value = "http"
     )]
     transport: String,
+    /// Serve 2025-11-25 clients without sessions and with JSON responses, so that replicas
+    /// behind a load balancer are interchangeable (2026-07-28 is stateless anyway).
+    #[arg(
+        long = "stateless",
+        env = "TASKMAN_MCP_STATELESS",
+        default_value = "false"
+    )]
+    stateless: String,
     /// Address the HTTP server binds to.
     #[arg(long = "host", env = "TASKMAN_HTTP_HOST", default_value = "127.0.0.1")]
     host: String,
@@ -330,6 +338,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub transport: Transport,
+    pub stateless: bool,
     pub host: IpAddr,
     pub port: u16,
     pub db: DbLocation,
@@ -469,6 +478,7 @@ impl ServerSettings {
         };
         Ok(ServerConfig {
             transport,
+            stateless: boolean("TASKMAN_MCP_STATELESS", &self.stateless)?,
             host: ip("TASKMAN_HTTP_HOST", &self.host)?,
             port: port("TASKMAN_HTTP_PORT", &self.port)?,
             db: db_location("TASKMAN_DB_PATH", &self.db)?,

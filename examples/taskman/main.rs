@@ -282,6 +282,7 @@ async fn serve_http(
         client,
         addr,
         &config.edge,
+        config.stateless,
         mcp_sessions.clone(),
         in_flight.clone(),
         metrics.clone(),

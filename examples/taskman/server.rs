@@ -44,6 +44,7 @@ pub fn app(
     client: BackendClient,
     bind: SocketAddr,
     limits: &EdgeConfig,
+    stateless: bool,
     mcp_sessions: CancellationToken,
     in_flight: InFlight,
     metrics: Option<TaskmanMetrics>,
@@ -55,7 +56,10 @@ pub fn app(
         // and a browser's Origin must be on the list (by default: pages served from here).
         .with_allowed_hosts(allowed_hosts(&limits.allowed_hosts, bind.ip()))
         .with_allowed_origins(limits.allowed_origins.clone())
-        .with_max_request_body_bytes(limits.max_body_bytes);
+        .with_max_request_body_bytes(limits.max_body_bytes)
+        // Stateless: no session for legacy clients either, and one JSON answer per POST.
+        .with_legacy_session_mode(!stateless)
+        .with_json_response(stateless);
     // Legacy (2025-11-25) clients get sessions; 2026-07-28 requests are served statelessly
     // on the same endpoint by rmcp.
     let mcp = StreamableHttpService::new(
