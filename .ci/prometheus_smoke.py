@@ -10,16 +10,19 @@ Usage: prometheus_smoke.py PATH/TO/taskman
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 
-from taskman_process import fail, start_taskman
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
+
+from taskman_process import fail, start_taskman
 
 
 
@@ -37,7 +40,10 @@ def request(url, data=None, headers=None):
 
 
 def traffic(addr):
-    request(f"http://{addr}/health/ready")
+    try:
+        request(f"http://{addr}/health/ready")
+    except urllib.error.HTTPError:
+        pass  # 503 when the backend is down: counted all the same
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "create_task", "arguments": {"title": "scraped"},
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -49,6 +55,54 @@ def traffic(addr):
         "mcp-method": "tools/call",
         "mcp-name": "create_task",
     })
+
+
+KIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "taskman", "observability")
+
+
+def check_operator_kit(binary, scrape):
+    """promtool accepts the kit's config and rules, and every metric they and the Grafana
+    dashboard use exists in a real scrape (of this taskman, and of one whose backend is down,
+    which is what makes the error series appear)."""
+    for what, path in (("config", "prometheus.yml"), ("rules", "alerts.yml")):
+        check = subprocess.run(["promtool", "check", what, os.path.join(KIT, path)],
+                               capture_output=True, text=True)
+        print(f"$ promtool check {what} examples/taskman/observability/{path}   -> exit {check.returncode}")
+        if check.returncode != 0:
+            fail(f"promtool check {what}:\n{check.stdout}{check.stderr}")
+
+    dead = free_port()  # nothing listens there
+    down, addr = start_taskman(binary, {
+        "TASK_MANAGER_API_ENDPOINT": f"http://127.0.0.1:{dead}/api/v1",
+        # One failure opens a breaker, so that the transition series exist too.
+        "CIRCUIT_BREAKER_VOLUME_THRESHOLD": "1",
+    })
+    try:
+        traffic(addr)
+        _, down_scrape = request(f"http://{addr}/metrics")
+    finally:
+        down.send_signal(signal.SIGTERM)
+        down.wait(20)
+    exposed = set()
+    for line in (scrape + "\n" + down_scrape).splitlines():
+        if line and not line.startswith("#"):
+            exposed.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    used = set()
+    with open(os.path.join(KIT, "alerts.yml")) as f:
+        used |= set(re.findall(r"taskman_[a-z_]+", f.read()))
+    with open(os.path.join(KIT, "grafana-dashboard.json")) as f:
+        dashboard = json.load(f)
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"taskman_[a-z_]+", target["expr"]))
+    missing = sorted(name for name in used if name not in exposed)
+    print(f"operator kit uses {len(used)} metric names; a real scrape exposes {len(exposed)} series names")
+    if missing:
+        fail(f"metrics used by the dashboard or the rules but not exposed: {missing}")
+    families = {re.sub(r"_(bucket|sum|count|created)$", "", name) for name in exposed}
+    uncovered = sorted(f for f in families if not any(u.startswith(f) for u in used))
+    if uncovered:
+        fail(f"metrics the dashboard does not show: {uncovered}")
 
 
 def main():
@@ -102,6 +156,7 @@ def main():
         print(f"Prometheus target health: {health}")
         if health != ["up"]:
             fail(f"target not up: {health}")
+        check_operator_kit(sys.argv[1], text)
     finally:
         if prometheus:
             prometheus.terminate()
