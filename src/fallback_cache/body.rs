@@ -6,17 +6,14 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
-    time::Duration,
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::{
-    CacheKey,
+    key::StoreKey,
     layer::Shared,
     store::{Entry, cost},
 };
@@ -41,7 +38,7 @@ pin_project! {
     #[project = KindProj]
     pub(crate) enum Kind<B> {
         Inner { #[pin] body: B },
-        Capture { #[pin] body: B, capture: Option<Box<Capture>> },
+        Capture { #[pin] body: B, capture: Option<Capture> },
         Stored { data: Option<Bytes> },
     }
 }
@@ -57,7 +54,7 @@ impl<B> FallbackBody<B> {
         Self {
             kind: Kind::Capture {
                 body,
-                capture: Some(Box::new(capture)),
+                capture: Some(capture),
             },
         }
     }
@@ -115,7 +112,7 @@ where
                             Pushed::Ok => {}
                             Pushed::TooBig => {
                                 if let Some(cap) = capture.take() {
-                                    (*cap).too_big();
+                                    cap.too_big();
                                 }
                             }
                             Pushed::Unreadable => *capture = None,
@@ -125,7 +122,7 @@ where
                     if body.is_end_stream()
                         && let Some(cap) = capture.take()
                     {
-                        (*cap).finish();
+                        cap.finish();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -136,7 +133,7 @@ where
                 }
                 None => {
                     if let Some(cap) = capture.take() {
-                        (*cap).finish();
+                        cap.finish();
                     }
                     Poll::Ready(None)
                 }
@@ -162,15 +159,15 @@ where
 }
 
 /// An answer being copied into the store as its body is read.
+///
+/// The entry is allocated when the answer arrives (status, headers, ticket…) and completed in
+/// place when the body ends: the store keeps that allocation, nothing is moved or boxed again.
 #[derive(Debug)]
 pub(crate) struct Capture {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) key: Arc<CacheKey>,
-    pub(crate) ticket: u64,
-    pub(crate) status: StatusCode,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
-    pub(crate) initial_age: Duration,
+    pub(crate) key: Arc<StoreKey>,
+    /// Not shared until stored: completed with `Arc::get_mut`.
+    pub(crate) entry: Arc<Entry>,
     pub(crate) buf: BytesMut,
 }
 
@@ -208,30 +205,23 @@ impl Capture {
         let Self {
             shared,
             key,
-            ticket,
-            status,
-            version,
-            headers,
-            initial_age,
+            mut entry,
             buf,
         } = self;
-        let cost = cost(&key, &headers, buf.len());
-        let entry = Entry {
-            status,
-            version,
-            headers,
-            body: buf.freeze(),
-            stored_at: Instant::now(),
-            initial_age,
-            ticket,
-            cost,
+        let Some(e) = Arc::get_mut(&mut entry) else {
+            // Never shared before it is stored.
+            return;
         };
+        e.cost = cost(&key.key, &e.headers, buf.len());
+        e.body = buf.freeze();
         shared.store().insert(key, entry);
     }
 
     /// Longer than `max_body_bytes`: not stored, and the older entry is no longer the latest
     /// answer, so it goes too.
     fn too_big(self) {
-        self.shared.store().remove_older(&self.key, self.ticket);
+        self.shared
+            .store()
+            .remove_older(&self.key, self.entry.ticket);
     }
 }

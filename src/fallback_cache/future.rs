@@ -12,15 +12,16 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri,
-    header::{AGE, CACHE_CONTROL, CONNECTION, TRANSFER_ENCODING},
+    header::{self, AGE, CACHE_CONTROL, CONNECTION, TRANSFER_ENCODING},
 };
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::{
-    CacheKey, FallbackBody,
+    FallbackBody,
     body::Capture,
+    key::StoreKey,
     layer::Shared,
     store::{Entry, Lookup},
 };
@@ -101,7 +102,7 @@ pub(crate) enum Mode {
 #[derive(Debug)]
 pub(crate) struct Read {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) key: Arc<CacheKey>,
+    pub(crate) key: Arc<StoreKey>,
     pub(crate) ticket: u64,
     /// False when the request said `Cache-Control: no-store`.
     pub(crate) may_store: bool,
@@ -212,7 +213,7 @@ impl Read {
             return match found {
                 Some(entry) => {
                     let age = entry.age(now);
-                    let mut res = from_store(&entry, age, &self.shared.stale_status);
+                    let mut res = from_store(&entry, age, None);
                     res.extensions_mut().insert(StaleAnswer { age, reason });
                     Ok(res)
                 }
@@ -236,23 +237,42 @@ impl Read {
             return Ok(res.map(FallbackBody::inner));
         }
         let (parts, body) = res.into_parts();
-        let mut headers = parts.headers.clone();
-        let initial_age = headers
-            .remove(AGE)
+        // The one copy of the headers, made into those of a stale answer now, once: without
+        // `Age` (kept apart) and the hop-by-hop fields (they describe this connection's
+        // framing, not the stored answer), with an `Age` placeholder and `Cache-Status`.
+        // Room for one more: `HeaderMap::insert` grows a full map even when replacing, and
+        // the stale answer's copy (a clone, same room) replaces the `Age` placeholder.
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
+        let mut initial_age = None;
+        for (name, value) in &parts.headers {
+            if name == AGE {
+                initial_age = initial_age.or(Some(value));
+            } else if name != TRANSFER_ENCODING && name != CONNECTION {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let initial_age = initial_age
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
             .map_or(Duration::ZERO, Duration::from_secs);
-        // Hop-by-hop: describe this connection's framing, not the stored answer.
-        headers.remove(TRANSFER_ENCODING);
-        headers.remove(CONNECTION);
+        headers.insert(AGE, age_value(0));
+        // Appended: RFC 9211 lists caches from the origin outwards, and this one is outermost.
+        headers.append(CACHE_STATUS, self.shared.stale_status.clone());
         let capacity = body.size_hint().exact().map_or(0, |n| n as usize);
         let capture = Capture {
+            entry: Arc::new(Entry {
+                status: parts.status,
+                version: parts.version,
+                headers,
+                body: Bytes::new(),
+                // The response time (RFC 9111 §4.2.3): when the answer arrived, not when its
+                // body ended.
+                stored_at: Instant::now(),
+                initial_age,
+                ticket: self.ticket,
+                cost: 0,
+            }),
             shared: self.shared,
             key: self.key,
-            ticket: self.ticket,
-            status: parts.status,
-            version: parts.version,
-            headers,
-            initial_age,
             buf: BytesMut::with_capacity(capacity),
         };
         Ok(Response::from_parts(
@@ -262,21 +282,55 @@ impl Read {
     }
 }
 
-/// A response rebuilt from `entry`, marked with `Age` and `Cache-Status`.
+/// A response rebuilt from `entry`, with its `Age`; its `Cache-Status` is that of a stale
+/// answer unless `fresh_status` replaces it.
 pub(crate) fn from_store<B>(
     entry: &Entry,
     age: Duration,
-    cache_status: &HeaderValue,
+    fresh_status: Option<&HeaderValue>,
 ) -> Response<FallbackBody<B>> {
     let mut res = Response::new(FallbackBody::stored(entry.body.clone()));
     *res.status_mut() = entry.status;
     *res.version_mut() = entry.version;
     let headers = res.headers_mut();
     *headers = entry.headers.clone();
-    headers.insert(AGE, HeaderValue::from(age.as_secs()));
-    // Appended: RFC 9211 lists caches from the origin outwards, and this one is outermost.
-    headers.append(CACHE_STATUS, cache_status.clone());
+    // Replaces the placeholder in place: no allocation for ages under 100 seconds.
+    headers.insert(AGE, age_value(age.as_secs()));
+    if let Some(fresh) = fresh_status
+        && let header::Entry::Occupied(mut statuses) = headers.entry(CACHE_STATUS)
+        && let Some(last) = statuses.iter_mut().last()
+    {
+        // The last one is this layer's (see `Read::complete`).
+        *last = fresh.clone();
+    }
     res
+}
+
+/// `"00"`, `"01"`, … `"99"`: ages under 100 seconds, without allocating.
+const AGES: &str = {
+    const BYTES: [u8; 200] = {
+        let mut b = [0; 200];
+        let mut i = 0;
+        while i < 100 {
+            b[2 * i] = b'0' + (i / 10) as u8;
+            b[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        b
+    };
+    match std::str::from_utf8(&BYTES) {
+        Ok(s) => s,
+        Err(_) => panic!("ASCII digits"),
+    }
+};
+
+/// The `Age` value for `secs`.
+fn age_value(secs: u64) -> HeaderValue {
+    match usize::try_from(secs) {
+        Ok(n @ 0..10) => HeaderValue::from_static(&AGES[2 * n + 1..2 * n + 2]),
+        Ok(n @ 10..100) => HeaderValue::from_static(&AGES[2 * n..2 * n + 2]),
+        _ => HeaderValue::from(secs),
+    }
 }
 
 /// Whether `Cache-Control` says a cache must not keep this response, or must not serve it
@@ -327,5 +381,12 @@ mod tests {
         assert!(!forbids_storing(&h("max-age=60, public")));
         assert!(!forbids_storing(&h("stale-if-error=60")));
         assert!(!forbids_storing(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn age_values() {
+        for n in [0, 1, 9, 10, 42, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(age_value(n), n.to_string().as_str());
+        }
     }
 }

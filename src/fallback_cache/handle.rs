@@ -38,8 +38,9 @@ impl fmt::Debug for FallbackCacheHandle {
 impl FallbackCacheHandle {
     /// Removes the entry filed under exactly `key`. Returns whether there was one.
     pub fn invalidate(&self, key: &CacheKey) -> bool {
+        let key = self.shared.key(key.clone());
         let ticket = self.shared.ticket();
-        self.shared.store().invalidate(ticket, key)
+        self.shared.store().invalidate(ticket, &key)
     }
 
     /// Removes every entry whose path is `prefix` or lies below it, segment by segment

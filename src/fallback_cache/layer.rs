@@ -13,7 +13,8 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use tower_layer::Layer;
 
 use super::{
-    ConfigError, DefaultMakeKey, FallbackCache, FallbackCacheHandle,
+    CacheKey, ConfigError, DefaultMakeKey, FallbackCache, FallbackCacheHandle,
+    key::{StoreKey, random_seed},
     store::{Store, is_under, write_covers},
 };
 use crate::classify::HttpClassifier;
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) stale_status: HeaderValue,
     /// `<name>; hit`, made once.
     pub(crate) fresh_status: HeaderValue,
+    /// Seeds the hash of this layer's keys.
+    seed: u64,
 }
 
 impl Shared {
@@ -49,6 +52,11 @@ impl Shared {
         // A panic while holding the lock cannot leave the store inconsistent in a way that
         // matters more than failing every later call: keep going.
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `key` with its hash, for the store.
+    pub(crate) fn key(&self, key: CacheKey) -> StoreKey {
+        StoreKey::new(key, self.seed)
     }
 
     pub(crate) fn ticket(&self) -> u64 {
@@ -132,6 +140,7 @@ fn shared(
         tickets: AtomicU64::new(0),
         stale_status,
         fresh_status,
+        seed: random_seed(),
     }
 }
 

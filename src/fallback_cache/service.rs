@@ -104,6 +104,7 @@ where
         let Some(key) = self.make_key.make_key(&req) else {
             return ResponseFuture::call(self.inner.call(req), Mode::Bypass, classifier);
         };
+        let key = self.shared.key(key);
         if let Some(fresh_ttl) = self.shared.config.fresh_ttl
             && !has_directive(req.headers(), &["no-cache"])
         {
@@ -121,7 +122,7 @@ where
             };
             if let Some(entry) = hit {
                 let age = entry.age(now);
-                let mut res = from_store(&entry, age, &self.shared.fresh_status);
+                let mut res = from_store(&entry, age, Some(&self.shared.fresh_status));
                 res.extensions_mut().insert(FreshAnswer { age });
                 // The inner service was polled ready but is not called: like `LoadShed`,
                 // a reservation it made is released on its next call or drop.

@@ -5,22 +5,27 @@
 //! and eviction. Prefix and pattern invalidation scan every entry: writes are rare next to
 //! reads, and the store is bounded.
 
-use std::{collections::HashMap, mem::size_of, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap, hash::BuildHasherDefault, mem::size_of, sync::Arc, time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 use tokio::time::Instant;
 
-use super::key::CacheKey;
+use super::key::{CacheKey, PassHasher, StoreKey};
 
 /// A stored answer.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
+    /// The headers of a stale answer, made once when stored: hop-by-hop fields and `Age`
+    /// removed, then an `Age` placeholder and this layer's `Cache-Status` added, so that
+    /// answering only sets `Age` in place.
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    /// When it was stored (tokio clock, so paused-clock tests can move it).
+    /// When it arrived: the response time (tokio clock, so paused-clock tests can move it).
     pub(crate) stored_at: Instant,
     /// The `Age` the answer already had when it arrived (from a cache further in).
     pub(crate) initial_age: Duration,
@@ -41,9 +46,9 @@ impl Entry {
 /// Fixed bytes charged per entry on top of body, headers and key: the slot, the map's share,
 /// the `Entry` and the key's inline size, rounded up for allocator overhead.
 pub(crate) const ENTRY_OVERHEAD: usize = size_of::<Slot>()
-    + size_of::<(Arc<CacheKey>, usize)>()
+    + size_of::<(Arc<StoreKey>, usize)>()
     + size_of::<Entry>()
-    + size_of::<CacheKey>()
+    + size_of::<StoreKey>()
     + 64;
 
 /// The bytes an entry is charged: body, headers, key and fixed overhead.
@@ -60,7 +65,7 @@ const NIL: usize = usize::MAX;
 
 #[derive(Debug)]
 struct Slot {
-    key: Arc<CacheKey>,
+    key: Arc<StoreKey>,
     entry: Arc<Entry>,
     prev: usize,
     next: usize,
@@ -94,7 +99,7 @@ pub struct Stats {
 /// The store. Always used under the shared mutex.
 #[derive(Debug)]
 pub(crate) struct Store {
-    map: HashMap<Arc<CacheKey>, usize>,
+    map: HashMap<Arc<StoreKey>, usize, BuildHasherDefault<PassHasher>>,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     /// Most recently used.
@@ -118,7 +123,7 @@ pub(crate) enum Lookup {
 impl Store {
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            map: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             head: NIL,
@@ -140,7 +145,7 @@ impl Store {
 
     /// The entry under `key` if it is at most `max_age` old at `now`; an older one is removed.
     /// Touches the entry (most recently used).
-    pub(crate) fn get(&mut self, key: &CacheKey, now: Instant, max_age: Duration) -> Lookup {
+    pub(crate) fn get(&mut self, key: &StoreKey, now: Instant, max_age: Duration) -> Lookup {
         let Some(&i) = self.map.get(key) else {
             return Lookup::Miss;
         };
@@ -160,7 +165,7 @@ impl Store {
     /// Stores `entry` under `key`, unless the request that fetched it started before the
     /// latest invalidation or before the answer already stored. Evicts least recently used
     /// entries to make room. Returns whether it was stored.
-    pub(crate) fn insert(&mut self, key: Arc<CacheKey>, entry: Entry) -> bool {
+    pub(crate) fn insert(&mut self, key: Arc<StoreKey>, entry: Arc<Entry>) -> bool {
         if entry.ticket < self.last_invalidation || entry.cost > self.max_bytes {
             return false;
         }
@@ -175,7 +180,7 @@ impl Store {
             // a key read again and again).
             let old_cost = slot.entry.cost as u64;
             self.stats.bytes = self.stats.bytes - old_cost + entry.cost as u64;
-            slot.entry = Arc::new(entry);
+            slot.entry = entry;
             self.touch(i);
             while self.stats.bytes > self.max_bytes as u64 && self.tail != i && self.tail != NIL {
                 self.remove_slot(self.tail);
@@ -196,7 +201,7 @@ impl Store {
         self.stats.bytes += entry.cost as u64;
         let slot = Slot {
             key: Arc::clone(&key),
-            entry: Arc::new(entry),
+            entry,
             prev: NIL,
             next: self.head,
         };
@@ -219,7 +224,7 @@ impl Store {
 
     /// Removes the entry under `key` if it is older than the request with `ticket` (a newer
     /// answer said it may not be kept).
-    pub(crate) fn remove_older(&mut self, key: &CacheKey, ticket: u64) -> bool {
+    pub(crate) fn remove_older(&mut self, key: &StoreKey, ticket: u64) -> bool {
         let Some(&i) = self.map.get(key) else {
             return false;
         };
@@ -243,7 +248,7 @@ impl Store {
         let doomed: Vec<usize> = self
             .map
             .iter()
-            .filter(|(k, _)| pred(k))
+            .filter(|(k, _)| pred(&k.key))
             .map(|(_, &i)| i)
             .collect();
         for &i in &doomed {
@@ -254,7 +259,7 @@ impl Store {
     }
 
     /// Removes the entry under `key`; `ticket` becomes the latest invalidation.
-    pub(crate) fn invalidate(&mut self, ticket: u64, key: &CacheKey) -> bool {
+    pub(crate) fn invalidate(&mut self, ticket: u64, key: &StoreKey) -> bool {
         self.last_invalidation = self.last_invalidation.max(ticket);
         match self.map.get(key) {
             Some(&i) => {
@@ -329,7 +334,7 @@ impl Store {
         let mut out = Vec::new();
         let mut i = self.head;
         while let Some(s) = self.slots.get(i).and_then(Option::as_ref) {
-            out.push(s.key.uri().to_string());
+            out.push(s.key.key.uri().to_string());
             i = s.next;
         }
         out
@@ -380,12 +385,15 @@ mod tests {
 
     use super::*;
 
-    fn key(uri: &str) -> Arc<CacheKey> {
-        Arc::new(CacheKey::new(Method::GET, uri.parse::<Uri>().unwrap()))
+    fn key(uri: &str) -> Arc<StoreKey> {
+        Arc::new(StoreKey::new(
+            CacheKey::new(Method::GET, uri.parse::<Uri>().unwrap()),
+            7,
+        ))
     }
 
-    fn entry(ticket: u64, body: usize) -> Entry {
-        Entry {
+    fn entry(ticket: u64, body: usize) -> Arc<Entry> {
+        Arc::new(Entry {
             status: StatusCode::OK,
             version: Version::HTTP_11,
             headers: HeaderMap::new(),
@@ -394,7 +402,7 @@ mod tests {
             initial_age: Duration::ZERO,
             ticket,
             cost: ENTRY_OVERHEAD + body,
-        }
+        })
     }
 
     #[test]
