@@ -107,6 +107,16 @@ pub trait Classify<Res, E> {
         let _ = result;
         None
     }
+
+    /// Whether the call may have reached the backend, and so may have changed something there.
+    /// `true` unless the classifier knows better: an error that proves nothing was sent (a
+    /// circuit breaker's rejection, a refused connection) can answer `false`. The fallback
+    /// cache asks it for failed writes: a write that never left the process has nothing to
+    /// invalidate, and the stored reads stay available while the backend is down.
+    fn may_have_reached_backend(&self, result: Result<&Res, &E>) -> bool {
+        let _ = result;
+        true
+    }
 }
 
 impl<F, Res, E> Classify<Res, E> for F

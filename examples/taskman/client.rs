@@ -17,8 +17,8 @@ use tower_bulwark::{
     circuit_breaker::{
         CircuitBreakerError, CircuitBreakerHandle, CircuitBreakerLayer, CircuitOpen, PerKey, Window,
     },
-    classify::HttpClassifier,
-    fallback_cache::{FallbackCacheLayer, StaleAnswer},
+    classify::{Classify, HttpClassifier, Outcome},
+    fallback_cache::{DefaultMakeKey, FallbackCacheLayer, StaleAnswer},
     metrics::{ClientMetrics, ErrorClass, FromExtension},
     request_id::PropagateRequestIdLayer,
     trace::{ClientTraceLayer, Route},
@@ -51,7 +51,34 @@ pub struct TransportConfig {
 #[derive(Clone, Default)]
 pub struct Resilience {
     pub breaker: Option<BreakerLayer>,
-    pub cache: Option<FallbackCacheLayer>,
+    pub cache: Option<FallbackCacheLayer<DefaultMakeKey, BackendClassifier>>,
+}
+
+/// The verdict on a backend call, shared by the cache: HTTP's (5xx, 429 and errors fail),
+/// plus what taskman knows of its own stack. A call the circuit breaker refused, or whose
+/// connection was refused, never reached the backend, so a write that failed that way
+/// changed nothing, and the stored reads stay available while the backend is down.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackendClassifier;
+
+impl<B> Classify<Response<B>, BoxError> for BackendClassifier {
+    fn classify(&self, result: Result<&Response<B>, &BoxError>) -> Outcome {
+        HttpClassifier::new().classify(result)
+    }
+
+    fn retry_after(&self, result: Result<&Response<B>, &BoxError>) -> Option<Duration> {
+        HttpClassifier::new().retry_after(result)
+    }
+
+    fn may_have_reached_backend(&self, result: Result<&Response<B>, &BoxError>) -> bool {
+        match result {
+            Ok(_) => true,
+            Err(err) => {
+                !err.is::<CircuitOpen<BreakerKey>>()
+                    && ErrorClass::from_error(err.as_ref()) != ErrorClass::Connect
+            }
+        }
+    }
 }
 
 /// Breakers are kept per backend operation: a failing create does not stop reads.
@@ -90,6 +117,7 @@ impl Resilience {
             .then(|| {
                 FallbackCacheLayer::builder()
                     .name("backend")
+                    .classifier(BackendClassifier)
                     .max_entries(cache.max_size)
                     .ttl(cache.ttl)
                     .invalidate_on_write(tasks.clone(), tasks.clone())

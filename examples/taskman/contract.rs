@@ -25,8 +25,15 @@ pub(crate) struct Invalid {
 
 impl Invalid {
     fn new(field: &str, message: String) -> Invalid {
+        // An unknown field's name is the client's text: echo it bounded and escaped, like
+        // any other value (found by the `backend_json` fuzz target).
+        let plain = field.len() <= 64 && !field.chars().any(char::is_control);
         Invalid {
-            field: field.to_owned(),
+            field: if plain {
+                field.to_owned()
+            } else {
+                quoted(field)
+            },
             message,
         }
     }

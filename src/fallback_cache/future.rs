@@ -147,7 +147,8 @@ where
                 Poll::Ready(match mem::replace(mode, Mode::Done) {
                     Mode::Bypass | Mode::Done => passthrough(result),
                     Mode::Write { shared, uri } => {
-                        if write_may_have_happened(&result) {
+                        let reached = this.classifier.may_have_reached_backend(result.as_ref());
+                        if reached && write_may_have_happened(&result) {
                             shared.invalidate_write(uri.path());
                         }
                         passthrough(result)
@@ -164,7 +165,9 @@ fn passthrough<B, E>(result: Result<Response<B>, E>) -> Result<Response<Fallback
 }
 
 /// RFC 9111 §4.4 invalidates on a non-error answer; an error or a `504` leaves the outcome
-/// unknown (the write may have reached the backend), so they invalidate too, to be safe.
+/// unknown (the write may have reached the backend), so they invalidate too, to be safe —
+/// unless the classifier says the call never reached the backend
+/// ([`Classify::may_have_reached_backend`]).
 fn write_may_have_happened<B, E>(result: &Result<Response<B>, E>) -> bool {
     match result {
         Err(_) => true,
