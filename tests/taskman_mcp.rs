@@ -447,3 +447,32 @@ async fn stateless_mode_serves_legacy_clients_without_sessions() {
     let listed = call(client.peer(), "list_tasks", json!({})).await.unwrap();
     assert_eq!(listed.structured_content.unwrap()["total"], json!(1));
 }
+
+#[tokio::test]
+async fn every_tool_works_with_every_layer_off_and_with_every_layer_on() {
+    let off = [
+        ("METRICS_ENABLED", "false"),
+        ("TRACING_ENABLED", "false"),
+        ("CIRCUIT_BREAKER_ENABLED", "false"),
+        ("FALLBACK_CACHE_ENABLED", "false"),
+    ];
+    let server = Taskman::start_server(&off);
+    let client = ().serve(StreamableHttpClientTransport::from_uri(server.mcp_url())).await.unwrap();
+    exercise_every_tool(client.peer()).await;
+    drop(client);
+
+    // Tracing on too, exporting to a collector that is not there: nothing may fail.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let on = [
+        ("METRICS_ENABLED", "true"),
+        ("TRACING_ENABLED", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+        ("CIRCUIT_BREAKER_ENABLED", "true"),
+        ("FALLBACK_CACHE_ENABLED", "true"),
+    ];
+    let server = Taskman::start_server(&on);
+    let client = ().serve(StreamableHttpClientTransport::from_uri(server.mcp_url())).await.unwrap();
+    exercise_every_tool(client.peer()).await;
+}
