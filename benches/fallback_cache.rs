@@ -27,7 +27,7 @@ use std::{
     io,
     pin::pin,
     task::{Context, Poll, Waker},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -38,6 +38,8 @@ use http_body_util::Full;
 use tower::{Service, service_fn};
 use tower_bulwark::fallback_cache::FallbackCacheLayer;
 use tower_layer::Layer;
+
+mod support;
 
 type Req = Request<()>;
 type Res = Response<Full<Bytes>>;
@@ -131,10 +133,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Time added per request by `layered` over `bare`, for criterion's `iter_custom`: batches of
-/// each alternate (and alternate which goes first), so load from other processes hits both
-/// alike, and the sample is the median of the batch pairs' differences, so a pair that a
-/// context switch hit does not count.
+/// See [`support::added`]: `layered` against `bare`, on requests made by `req`.
 fn added<A, AB, L, LB>(mut bare: A, mut layered: L, req: fn() -> Req) -> impl FnMut(u64) -> Duration
 where
     A: Service<Req, Response = Response<AB>>,
@@ -142,36 +141,10 @@ where
     L: Service<Req, Response = Response<LB>>,
     LB: Body,
 {
-    const BATCH: u64 = 64;
-    move |iters| {
-        let pairs = iters.div_ceil(BATCH).max(1);
-        let mut diffs = Vec::with_capacity(usize::try_from(pairs).unwrap_or(0));
-        for pair in 0..pairs {
-            let mut time = |layered_turn: bool| {
-                let start = Instant::now();
-                for _ in 0..BATCH {
-                    if layered_turn {
-                        drive(&mut layered, req(), true);
-                    } else {
-                        drive(&mut bare, req(), true);
-                    }
-                }
-                start.elapsed().as_nanos() as f64 / BATCH as f64
-            };
-            let (l, b) = if pair % 2 == 0 {
-                let l = time(true);
-                (l, time(false))
-            } else {
-                let b = time(false);
-                (time(true), b)
-            };
-            diffs.push(l - b);
-        }
-        diffs.sort_by(f64::total_cmp);
-        let median = diffs[diffs.len() / 2];
-        // Criterion wants a positive time.
-        Duration::from_secs_f64((median * iters as f64).max(1.0) * 1e-9)
-    }
+    support::added(
+        move || drive(&mut bare, req(), true),
+        move || drive(&mut layered, req(), true),
+    )
 }
 
 fn bench_added(c: &mut Criterion) {

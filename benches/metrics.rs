@@ -22,7 +22,7 @@ use std::{
     pin::pin,
     sync::Arc,
     task::{Context, Poll, Waker},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -32,6 +32,8 @@ use prometheus_client::registry::Registry;
 use tower::{Service, service_fn};
 use tower_bulwark::metrics::{ClientMetrics, FromExtension, LabelValue, ServerMetrics, TraceId};
 use tower_layer::Layer;
+
+mod support;
 
 type Req = Request<String>;
 
@@ -140,10 +142,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Time added per request by `layered` over `bare`, for criterion's `iter_custom`: batches of
-/// each alternate (and alternate which goes first), so load from other processes hits both
-/// alike, and the sample is the median of the batch pairs' differences, so a pair that a
-/// context switch hit does not count.
+/// See [`support::added`]: `layered` against `bare`, on requests made from `template`.
 fn added<A, AB, L, LB>(
     mut bare: A,
     mut layered: L,
@@ -155,36 +154,11 @@ where
     L: Service<Req, Response = Response<LB>>,
     LB: Body,
 {
-    const BATCH: u64 = 64;
-    move |iters| {
-        let pairs = iters.div_ceil(BATCH).max(1);
-        let mut diffs = Vec::with_capacity(usize::try_from(pairs).unwrap_or(0));
-        for pair in 0..pairs {
-            let mut time = |layered_turn: bool| {
-                let start = Instant::now();
-                for _ in 0..BATCH {
-                    if layered_turn {
-                        drive(&mut layered, request(&template));
-                    } else {
-                        drive(&mut bare, request(&template));
-                    }
-                }
-                start.elapsed().as_nanos() as f64 / BATCH as f64
-            };
-            let (l, b) = if pair % 2 == 0 {
-                let l = time(true);
-                (l, time(false))
-            } else {
-                let b = time(false);
-                (time(true), b)
-            };
-            diffs.push(l - b);
-        }
-        diffs.sort_by(f64::total_cmp);
-        let median = diffs[diffs.len() / 2];
-        // Criterion wants a positive time; a layer cannot really make requests faster.
-        Duration::from_secs_f64((median * iters as f64).max(1.0) * 1e-9)
-    }
+    let for_layered = template.clone();
+    support::added(
+        move || drive(&mut bare, request(&template)),
+        move || drive(&mut layered, request(&for_layered)),
+    )
 }
 
 fn bench_added(c: &mut Criterion) {

@@ -17,7 +17,7 @@ use std::{
     hint::black_box,
     pin::pin,
     task::{Context, Poll, Waker},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -28,6 +28,8 @@ use tower_bulwark::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, RequestIdLayer,
 };
 use tower_layer::Layer;
+
+mod support;
 
 type Req = Request<String>;
 
@@ -171,10 +173,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Time added per request by `layered` over `bare`, for criterion's `iter_custom`: batches of
-/// each alternate (and alternate which goes first), so load from other processes hits both
-/// alike, and the sample is the median of the batch pairs' differences, so a pair that a
-/// context switch hit does not count.
+/// See [`support::added`]: `layered` against `bare`, on requests made by `request`.
 fn added<A, AB, L, LB>(
     mut bare: A,
     mut layered: L,
@@ -186,36 +185,12 @@ where
     L: Service<Req, Response = Response<LB>>,
     LB: Body,
 {
-    const BATCH: u64 = 64;
-    move |iters| {
-        let pairs = iters.div_ceil(BATCH).max(1);
-        let mut diffs = Vec::with_capacity(usize::try_from(pairs).unwrap_or(0));
-        for pair in 0..pairs {
-            let mut time = |layered_turn: bool| {
-                let start = Instant::now();
-                for _ in 0..BATCH {
-                    if layered_turn {
-                        drive(&mut layered, request());
-                    } else {
-                        drive(&mut bare, request());
-                    }
-                }
-                start.elapsed().as_nanos() as f64 / BATCH as f64
-            };
-            let (l, b) = if pair % 2 == 0 {
-                let l = time(true);
-                (l, time(false))
-            } else {
-                let b = time(false);
-                (time(true), b)
-            };
-            diffs.push(l - b);
-        }
-        diffs.sort_by(f64::total_cmp);
-        let median = diffs[diffs.len() / 2];
-        // Criterion wants a positive time; a layer cannot really make requests faster.
-        Duration::from_secs_f64((median * iters as f64).max(1.0) * 1e-9)
-    }
+    let request = std::rc::Rc::new(request);
+    let for_layered = request.clone();
+    support::added(
+        move || drive(&mut bare, request()),
+        move || drive(&mut layered, for_layered()),
+    )
 }
 
 fn bench_added(c: &mut Criterion) {
