@@ -17,11 +17,8 @@
 
 use std::{
     convert::Infallible,
-    future::{Future, Ready, ready},
-    hint::black_box,
-    pin::pin,
+    future::{Ready, ready},
     sync::Arc,
-    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -34,6 +31,8 @@ use tower_bulwark::metrics::{ClientMetrics, FromExtension, LabelValue, ServerMet
 use tower_layer::Layer;
 
 mod support;
+
+use support::drive;
 
 type Req = Request<String>;
 
@@ -49,24 +48,6 @@ fn answer() -> impl Service<
     Future = Ready<Result<Response<String>, Infallible>>,
 > + Clone {
     service_fn(|_: Req| ready(Ok(Response::new(String::from("ok")))))
-}
-
-/// One request through `svc`, to the end of its response body.
-fn drive<S, B>(svc: &mut S, req: Req)
-where
-    S: Service<Req, Response = Response<B>>,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
-        panic!("the service is ready at once")
-    };
-    black_box(res.status());
-    let mut body = pin!(res.into_body());
-    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
-        black_box(frame.is_ok());
-    }
 }
 
 fn request(template: &Template) -> Req {

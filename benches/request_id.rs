@@ -11,19 +11,12 @@
 //! cargo bench --bench request_id --features request-id -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-use std::{
-    convert::Infallible,
-    future::{Future, Ready, ready},
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-    time::Duration,
-};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
-use tower::{Service, service_fn, util::MapResponse};
+use tower::{Service, util::MapResponse};
 use tower_bulwark::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, RequestIdLayer,
 };
@@ -31,35 +24,9 @@ use tower_layer::Layer;
 
 mod support;
 
+use support::{drive, echo};
+
 type Req = Request<String>;
-
-/// The bare service: answers with the request's (empty) body.
-fn echo() -> impl Service<
-    Req,
-    Response = Response<String>,
-    Error = Infallible,
-    Future = Ready<Result<Response<String>, Infallible>>,
-> + Clone {
-    service_fn(|req: Req| ready(Ok(Response::new(req.into_body()))))
-}
-
-/// One request through `svc`, to the end of its response body.
-fn drive<S, B>(svc: &mut S, req: Req)
-where
-    S: Service<Req, Response = Response<B>>,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
-        panic!("the echo service is ready at once")
-    };
-    black_box(res.headers());
-    let mut body = pin!(res.into_body());
-    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
-        black_box(frame.is_ok());
-    }
-}
 
 fn without_id() -> Req {
     Request::new(String::new())

@@ -23,19 +23,14 @@
 //! ```
 
 use std::{
-    convert::Infallible,
-    future::{Future, Ready, ready},
-    hint::black_box,
     io,
-    pin::pin,
-    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
 use http_body::Body;
-use tower::{Service, service_fn};
+use tower::Service;
 use tower_bulwark::trace::{ClientTraceLayer, Route, ServerTraceLayer, TelemetryBuilder};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_layer::Layer;
@@ -43,35 +38,9 @@ use tracing::{Dispatch, Level};
 
 mod support;
 
+use support::{drive, echo};
+
 type Req = Request<String>;
-
-/// The bare service: answers with the request's (empty) body.
-fn echo() -> impl Service<
-    Req,
-    Response = Response<String>,
-    Error = Infallible,
-    Future = Ready<Result<Response<String>, Infallible>>,
-> + Clone {
-    service_fn(|req: Req| ready(Ok(Response::new(req.into_body()))))
-}
-
-/// One request through `svc`, to the end of its response body.
-fn drive<S, B>(svc: &mut S, req: Req)
-where
-    S: Service<Req, Response = Response<B>>,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
-        panic!("the echo service is ready at once")
-    };
-    black_box(res.headers());
-    let mut body = pin!(res.into_body());
-    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
-        black_box(frame.is_ok());
-    }
-}
 
 /// A request shaped like a real server's, optionally with a caller's (unsampled) trace.
 fn request(traceparent: Option<&HeaderValue>) -> Req {

@@ -1,6 +1,47 @@
-//! What the benches share.
+//! What the benches share. Not every bench uses every helper, hence the `allow`s.
 
-use std::time::{Duration, Instant};
+use std::{
+    convert::Infallible,
+    future::{Future, Ready, ready},
+    hint::black_box,
+    pin::pin,
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower::{Service, service_fn};
+
+/// The bare service: answers with the request's (empty) body, ready at once.
+#[allow(dead_code)]
+pub(crate) fn echo() -> impl Service<
+    Request<String>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = Ready<Result<Response<String>, Infallible>>,
+> + Clone {
+    service_fn(|req: Request<String>| ready(Ok(Response::new(req.into_body()))))
+}
+
+/// One request through `svc`, which must answer at once, to the end of its response body.
+#[allow(dead_code)]
+pub(crate) fn drive<S, R, B>(svc: &mut S, req: R)
+where
+    S: Service<R, Response = Response<B>>,
+    B: Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let Poll::Ready(Ok(res)) = pin!(svc.call(req)).poll(&mut cx) else {
+        panic!("the service is ready at once")
+    };
+    black_box(res.headers());
+    let mut body = pin!(res.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        black_box(frame.is_ok());
+    }
+}
 
 /// Time added per call by `layered` over `bare` (each closure makes one call), for criterion's
 /// `iter_custom`: batches of each alternate, and alternate which goes first, so that load from
