@@ -24,7 +24,6 @@ use crate::contract::{self as validate, json_type, quoted};
 
 const API_PREFIX: &str = "/api/v1";
 const BODY_LIMIT_BYTES: usize = 1024 * 1024;
-const REQUEST_ID_MAX: usize = 128;
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Set on a 201 that repeats an earlier answer for the same `Idempotency-Key`.
@@ -303,18 +302,12 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// 1..=128 characters of `[A-Za-z0-9-_.:/+=@]`: safe to echo and to log.
+/// The request-ID rule of the `request_id` layer (1 to 128 of `[A-Za-z0-9-_.:/+=@]`).
 fn is_request_id(id: &str) -> bool {
-    (1..=REQUEST_ID_MAX).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
+    tower_bulwark::request_id::RequestId::try_from(id).is_ok()
 }
 
-/// W3C Trace Context `version-traceid-parentid-flags`, lower-case hex.
+/// W3C Trace Context `version-traceid-parentid-flags`, as the `trace` layer parses it.
 fn is_traceparent(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    parts.len() == 4
-        && parts.iter().zip([2, 32, 16, 2]).all(|(part, length)| {
-            part.len() == length && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
+    tower_bulwark::trace::parse_traceparent(value).is_some()
 }
