@@ -105,8 +105,13 @@ impl Resilience {
                     .per_key(breaker_key as fn(&Request<RequestBody>) -> BreakerKey)
                     .failure_rate_threshold(f64::from(breaker.error_threshold_percent))
                     .minimum_calls(breaker.volume_threshold)
-                    .window(Window::Count(breaker.volume_threshold.max(100)))
+                    // The last VOLUME_THRESHOLD calls decide, so an outage opens the breaker
+                    // after at most that many failures however busy the operation was before.
+                    .window(Window::Count(breaker.volume_threshold))
                     .open_duration(breaker.reset_timeout)
+                    // One trial call decides, as in opossum: a recovered backend is back in
+                    // use one call after the reset timeout.
+                    .half_open_permits(1)
                     .build()
             })
             .transpose()
@@ -242,6 +247,23 @@ impl ClientError {
     fn unavailable(err: impl fmt::Display) -> Self {
         ClientError::Unavailable(err.to_string())
     }
+
+    /// Says what a failed write did, so that the caller knows whether retrying is safe: a
+    /// write that never reached the backend changed nothing; one that may have reached it
+    /// (reset connection, timeout, 5xx) may have been applied.
+    fn of_write(self, operation: Operation, may_have_reached_backend: bool) -> Self {
+        match self {
+            ClientError::Unavailable(reason) if operation.writes() => {
+                let effect = if may_have_reached_backend {
+                    "the change may or may not have been made: check before retrying"
+                } else {
+                    "nothing was changed"
+                };
+                ClientError::Unavailable(format!("{reason}; {effect}"))
+            }
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for ClientError {
@@ -293,6 +315,10 @@ impl Operation {
             Operation::UpdateTask => Method::PATCH,
             Operation::DeleteTask => Method::DELETE,
         }
+    }
+
+    fn writes(self) -> bool {
+        self.method() != Method::GET
     }
 
     /// Creates carry an `Idempotency-Key`: one per logical create, so that a retry of the
@@ -473,6 +499,7 @@ impl BackendClient {
         let answer = self.send(operation, path, body).await?;
         let value = serde_json::from_slice(&answer.value).map_err(|err| {
             ClientError::unavailable(format!("backend answered with an unexpected body: {err}"))
+                .of_write(operation, true)
         })?;
         Ok(Fetched {
             value,
@@ -511,19 +538,26 @@ impl BackendClient {
             .body(Full::new(payload))
             .map_err(ClientError::unavailable)?;
 
-        let response = self
-            .service
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(describe_transport_error)?;
+        let response = match self.service.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(err) => {
+                let reached =
+                    Classify::<Response<ResponseBody>, BoxError>::may_have_reached_backend(
+                        &BackendClassifier,
+                        Err(&err),
+                    );
+                return Err(describe_transport_error(err).of_write(operation, reached));
+            }
+        };
         let status = response.status();
         // Set by the fallback cache when the backend failed and a stored answer stood in.
         let stale_age = response
             .extensions()
             .get::<StaleAnswer>()
             .map(|stale| stale.age);
-        let body = read_body(response.into_body()).await?;
+        let body = read_body(response.into_body())
+            .await
+            .map_err(|err| err.of_write(operation, true))?;
         if status.is_success() {
             return Ok(Fetched {
                 value: body,
@@ -554,7 +588,8 @@ impl BackendClient {
             return Err(ClientError::Unavailable(format!(
                 "the backend failed ({})",
                 status.as_u16()
-            )));
+            ))
+            .of_write(operation, true));
         }
         Err(ClientError::Api { status, error })
     }

@@ -60,10 +60,45 @@ pub fn taskman_bin() -> PathBuf {
     .clone()
 }
 
+/// Path of the example built in release mode, for tests that measure latency: a debug build
+/// is several times slower and its timings say little about the server.
+pub fn taskman_release_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let output = Command::new(cargo)
+            .args(["build", "--quiet", "--release", "--example", "taskman"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo build --release --example taskman");
+        assert!(
+            output.status.success(),
+            "cargo build --release --example taskman failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let exe = std::env::current_exe().expect("current_exe");
+        let target = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .and_then(|profile| profile.parent())
+            .expect("target");
+        target
+            .join("release")
+            .join("examples")
+            .join(format!("taskman{}", std::env::consts::EXE_SUFFIX))
+    })
+    .clone()
+}
+
 /// A `Command` for taskman with a clean environment: no setting leaks in from the developer's
 /// shell, logs are JSON so that tests can read them.
 pub fn taskman_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(taskman_bin());
+    command_for(taskman_bin(), args, env)
+}
+
+/// Like [`taskman_command`], for a given binary.
+pub fn command_for(binary: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary);
     command
         .args(args)
         .env_clear()
@@ -85,7 +120,12 @@ pub struct Taskman {
 impl Taskman {
     /// Starts `taskman ARGS` on an OS-chosen port and waits for it to listen.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Taskman {
-        let mut command = taskman_command(args, env);
+        Taskman::start_binary(taskman_bin(), args, env)
+    }
+
+    /// Like [`Taskman::start`], for a given binary.
+    pub fn start_binary(binary: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Taskman {
+        let mut command = command_for(binary, args, env);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
