@@ -1,8 +1,9 @@
 //! Cost of the fallback cache over a bare service, in one run:
 //!
 //! - `bare`: the service alone, answering `200 OK` with a 64-byte body;
-//! - `pass_through_store`: through the layer, the answer copied and stored (replacing the
-//!   previous one under the same key) as its body is read;
+//! - `pass_through_store`: through the layer, the answer stored as its body is read, under a
+//!   key already stored: the same answer each time (the steady state of a key read again and
+//!   again), so its body is compared with the stored one and the entry renewed in place;
 //! - `pass_through_bypass`: through the layer, for a request it leaves alone (a `GET` with
 //!   `Authorization`, not keyed by default);
 //! - `stale`: the inner service fails at once and the layer answers from the store.

@@ -13,9 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::{
-    key::StoreKey,
     layer::Shared,
-    store::{Entry, cost},
+    store::{Entry, Held, Meta, Refresh, cost},
 };
 
 pin_project! {
@@ -158,17 +157,35 @@ where
     }
 }
 
-/// An answer being copied into the store as its body is read.
+/// An answer being stored as its body is read.
 ///
-/// The entry is allocated when the answer arrives (status, headers, ticket…) and completed in
-/// place when the body ends: the store keeps that allocation, nothing is moved or boxed again.
+/// Either copied: the entry is allocated when the answer arrives (status, headers…) and
+/// completed in place when the body ends, so the store keeps that allocation. Or, when the
+/// answer arrived with the status and headers of the entry already stored under its key,
+/// compared: the body is checked against the stored one as it passes, and if it is the same
+/// to the end, the stored entry is renewed in place (nothing copied, allocated or dropped);
+/// at the first difference the capture turns into a copy (of the stored entry's headers and
+/// body so far, which are the answer's).
 #[derive(Debug)]
 pub(crate) struct Capture {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) key: Arc<StoreKey>,
-    /// Not shared until stored: completed with `Arc::get_mut`.
-    pub(crate) entry: Arc<Entry>,
-    pub(crate) buf: BytesMut,
+    shared: Arc<Shared>,
+    meta: Meta,
+    mode: Mode,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Copy {
+        /// Not shared until stored: completed with `Arc::get_mut`.
+        entry: Arc<Entry>,
+        buf: BytesMut,
+    },
+    Same {
+        /// The stored entry, from `Store::find`.
+        held: Held,
+        /// How much of its body the answer's has matched so far.
+        matched: usize,
+    },
 }
 
 enum Pushed {
@@ -178,14 +195,47 @@ enum Pushed {
 }
 
 impl Capture {
+    /// Copies the answer into `entry`.
+    pub(crate) fn copy(shared: Arc<Shared>, entry: Entry, meta: Meta, capacity: usize) -> Self {
+        Self {
+            shared,
+            meta,
+            mode: Mode::Copy {
+                entry: Arc::new(entry),
+                buf: BytesMut::with_capacity(capacity),
+            },
+        }
+    }
+
+    /// Compares the answer with `held`, whose status and headers are the answer's.
+    pub(crate) fn same(shared: Arc<Shared>, held: Held, meta: Meta) -> Self {
+        Self {
+            shared,
+            meta,
+            mode: Mode::Same { held, matched: 0 },
+        }
+    }
+
     fn push(&mut self, data: &impl Buf) -> Pushed {
         let n = data.remaining();
-        if self.buf.len() + n > self.shared.config.max_body_bytes {
+        if let Mode::Same { held, matched } = &mut self.mode {
+            if let Some(stored) = held.entry.body.get(*matched..*matched + n)
+                && same_bytes(data, stored)
+            {
+                *matched += n;
+                return Pushed::Ok;
+            }
+            self.diverge(n);
+        }
+        let Mode::Copy { buf, .. } = &mut self.mode else {
+            unreachable!("a diverged capture copies")
+        };
+        if buf.len() + n > self.shared.config.max_body_bytes {
             return Pushed::TooBig;
         }
         let chunk = data.chunk();
         if chunk.len() == n {
-            self.buf.extend_from_slice(chunk);
+            buf.extend_from_slice(chunk);
             return Pushed::Ok;
         }
         // A non-contiguous buffer: read it without consuming it (the caller gets the frame).
@@ -195,33 +245,98 @@ impl Capture {
             return Pushed::Unreadable;
         }
         for s in &slices[..filled] {
-            self.buf.extend_from_slice(s);
+            buf.extend_from_slice(s);
         }
         Pushed::Ok
     }
 
+    /// The answer turned out different from the stored one: copy it from here on, starting
+    /// with what matched (room for `more` bytes after it).
+    fn diverge(&mut self, more: usize) {
+        let Mode::Same {
+            held: Held { entry, .. },
+            matched,
+        } = &self.mode
+        else {
+            return;
+        };
+        let mut buf = BytesMut::with_capacity(matched + more);
+        buf.extend_from_slice(&entry.body[..*matched]);
+        let entry = Entry {
+            key: Arc::clone(&entry.key),
+            status: entry.status,
+            version: entry.version,
+            headers: entry.headers.clone(),
+            plain: entry.plain,
+            body: Bytes::new(),
+            cost: 0,
+        };
+        self.mode = Mode::Copy {
+            entry: Arc::new(entry),
+            buf,
+        };
+    }
+
     /// The body ended: store the answer.
-    fn finish(self) {
+    fn finish(mut self) {
+        if let Mode::Same { held, matched } = &self.mode {
+            if *matched == held.entry.body.len() {
+                let mut store = self.shared.store();
+                if store.refresh(held, self.meta) == Refresh::Gone {
+                    // Replaced or removed since: store it anew (the entry is unchanged, and
+                    // the answer's).
+                    store.insert(Arc::clone(&held.entry), self.meta);
+                }
+                return;
+            }
+            // Shorter than the stored body.
+            self.diverge(0);
+        }
         let Self {
             shared,
-            key,
-            mut entry,
-            buf,
-        } = self;
+            meta,
+            mode: Mode::Copy { mut entry, buf },
+        } = self
+        else {
+            return;
+        };
         let Some(e) = Arc::get_mut(&mut entry) else {
             // Never shared before it is stored.
             return;
         };
-        e.cost = cost(&key.key, &e.headers, buf.len());
+        e.cost = cost(&e.key.key, &e.headers, buf.len());
         e.body = buf.freeze();
-        shared.store().insert(key, entry);
+        shared.store().insert(entry, meta);
     }
 
     /// Longer than `max_body_bytes`: not stored, and the older entry is no longer the latest
     /// answer, so it goes too.
     fn too_big(self) {
-        self.shared
-            .store()
-            .remove_older(&self.key, self.entry.ticket);
+        let key = match &self.mode {
+            Mode::Copy { entry, .. } => &entry.key,
+            Mode::Same { held, .. } => &held.entry.key,
+        };
+        self.shared.store().remove_older(key, self.meta.ticket);
     }
+}
+
+/// Whether `data` holds exactly `stored` (as long as `data`), without consuming it.
+fn same_bytes(data: &impl Buf, stored: &[u8]) -> bool {
+    let chunk = data.chunk();
+    if chunk.len() == stored.len() {
+        return chunk == stored;
+    }
+    let mut slices = [IoSlice::new(&[]); 64];
+    let filled = data.chunks_vectored(&mut slices);
+    let mut rest = stored;
+    for s in &slices[..filled] {
+        let Some((head, tail)) = rest.split_at_checked(s.len()) else {
+            return false;
+        };
+        if head != &s[..] {
+            return false;
+        }
+        rest = tail;
+    }
+    rest.is_empty()
 }

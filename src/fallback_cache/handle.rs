@@ -38,7 +38,7 @@ impl fmt::Debug for FallbackCacheHandle {
 impl FallbackCacheHandle {
     /// Removes the entry filed under exactly `key`. Returns whether there was one.
     pub fn invalidate(&self, key: &CacheKey) -> bool {
-        let key = self.shared.key(key.clone());
+        let key = self.shared.hashed(key);
         let ticket = self.shared.ticket();
         self.shared.store().invalidate(ticket, &key)
     }

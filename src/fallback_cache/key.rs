@@ -1,6 +1,7 @@
 //! Cache keys and the hook that makes them.
 
 use std::{
+    borrow::Borrow,
     fmt,
     hash::{BuildHasher, Hash, Hasher},
     sync::Arc,
@@ -200,14 +201,18 @@ impl<B> MakeCacheKey<B> for DefaultMakeKey {
         if !self.keys_authorization && headers.contains_key(AUTHORIZATION) {
             return None;
         }
+        let parts = if self.headers.is_empty() {
+            Vec::new()
+        } else {
+            self.headers
+                .iter()
+                .map(|name| headers.get(name).cloned())
+                .collect()
+        };
         Some(CacheKey {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            parts: self
-                .headers
-                .iter()
-                .map(|name| headers.get(name).cloned())
-                .collect(),
+            parts,
         })
     }
 }
@@ -221,31 +226,114 @@ pub(crate) struct StoreKey {
 }
 
 impl StoreKey {
-    /// Hashes `key` with `seed` (one per layer, random: see [`KeyHasher`]).
-    ///
-    /// Not through `CacheKey`'s `Hash`: `Uri` hashes its authority byte by byte. This hashes
-    /// every field a word at a time, scheme and authority lowercased (as `Uri` compares them),
-    /// each field preceded by its length (or a marker when absent), so equal keys hash alike.
+    /// Hashes `key` with `seed`: see [`hash`].
+    #[cfg(test)]
     pub(crate) fn new(key: CacheKey, seed: u64) -> Self {
-        let mut h = KeyHasher::new(seed);
-        h.field(Some(key.method.as_str().as_bytes()), false);
-        h.field(key.uri.scheme_str().map(str::as_bytes), true);
-        h.field(key.uri.authority().map(|a| a.as_str().as_bytes()), true);
-        h.field(Some(key.uri.path().as_bytes()), false);
-        h.field(key.uri.query().map(str::as_bytes), false);
-        for part in &key.parts {
-            h.field(part.as_ref().map(HeaderValue::as_bytes), false);
-        }
         Self {
-            hash: h.finish(),
+            hash: hash(&key, seed),
+            key,
+        }
+    }
+
+    /// `key` with its `hash` (from [`Hashed`]).
+    pub(crate) fn from_hashed(hash: u64, key: CacheKey) -> Self {
+        Self { hash, key }
+    }
+}
+
+/// A borrowed [`CacheKey`] with its hash: looks up the store without building (moving,
+/// dropping) a [`StoreKey`], which an entry already stored does not need.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hashed<'a> {
+    pub(crate) hash: u64,
+    pub(crate) key: &'a CacheKey,
+}
+
+impl<'a> Hashed<'a> {
+    /// `key` hashed with `seed`: see [`hash`].
+    pub(crate) fn new(key: &'a CacheKey, seed: u64) -> Self {
+        Self {
+            hash: hash(key, seed),
             key,
         }
     }
 }
 
+/// What the store's map is looked up by: a [`StoreKey`] or a [`Hashed`], hashed and compared
+/// alike (through `dyn AsKey`, which the map's `Arc<StoreKey>` keys borrow as).
+pub(crate) trait AsKey {
+    fn key_hash(&self) -> u64;
+    fn cache_key(&self) -> &CacheKey;
+}
+
+impl AsKey for StoreKey {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn cache_key(&self) -> &CacheKey {
+        &self.key
+    }
+}
+
+impl AsKey for Hashed<'_> {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn cache_key(&self) -> &CacheKey {
+        self.key
+    }
+}
+
+impl<'a> Borrow<dyn AsKey + 'a> for Arc<StoreKey> {
+    fn borrow(&self) -> &(dyn AsKey + 'a) {
+        &**self
+    }
+}
+
+/// As `StoreKey` hashes.
+impl Hash for dyn AsKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.key_hash());
+    }
+}
+
+/// As `StoreKey` compares.
+impl PartialEq for dyn AsKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_hash() == other.key_hash() && self.cache_key().same(other.cache_key())
+    }
+}
+
+impl Eq for dyn AsKey + '_ {}
+
+/// Hashes `key` with `seed` (one per layer, random: see [`KeyHasher`]).
+///
+/// Not through `CacheKey`'s `Hash`: `Uri` hashes its authority byte by byte. This hashes every
+/// field a word at a time, scheme and authority lowercased (as `Uri` compares them), each
+/// field with its length (or a marker when absent), so equal keys hash alike.
+fn hash(key: &CacheKey, seed: u64) -> u64 {
+    let mut h = KeyHasher::new(seed);
+    h.field(Some(key.method.as_str().as_bytes()), false);
+    h.field(key.uri.scheme_str().map(str::as_bytes), true);
+    h.field(key.uri.authority().map(|a| a.as_str().as_bytes()), true);
+    // Path and query as one field: `Uri`s equal as `Uri` compares them (same path, same
+    // query) have the same `path_and_query`, or none.
+    h.field(
+        key.uri.path_and_query().map(|p| p.as_str().as_bytes()),
+        false,
+    );
+    for part in &key.parts {
+        h.field(part.as_ref().map(HeaderValue::as_bytes), false);
+    }
+    h.finish()
+}
+
 impl PartialEq for StoreKey {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.key == other.key
+        // The store's own copy, looked up again: no need to compare.
+        std::ptr::eq(self, other) || (self.hash == other.hash && self.key.same(&other.key))
     }
 }
 
@@ -257,16 +345,36 @@ impl Hash for StoreKey {
     }
 }
 
+impl CacheKey {
+    /// `self == other`, faster when the URIs are spelled alike (the common case: equal
+    /// hashes, a client building the same URI again).
+    fn same(&self, other: &Self) -> bool {
+        self.method == other.method && same_uri(&self.uri, &other.uri) && self.parts == other.parts
+    }
+}
+
+/// `a == b`: first byte for byte (what equal keys almost always are), then as `Uri` compares
+/// (scheme and authority case-insensitively).
+#[inline]
+fn same_uri(a: &Uri, b: &Uri) -> bool {
+    let spelled_alike = a.authority().map(|x| x.as_str()) == b.authority().map(|x| x.as_str())
+        && matches!(
+            (a.path_and_query(), b.path_and_query()),
+            (Some(x), Some(y)) if x.as_str() == y.as_str()
+        )
+        && a.scheme() == b.scheme();
+    spelled_alike || a == b
+}
+
 /// A fast seeded hasher for keys (a folded multiply per sixteen bytes, as in `foldhash`):
 /// several times cheaper than the default SipHash over a `Uri`, whose authority `Hash` feeds
-/// byte by byte. The key is read as a stream of words, each field as its length (or a marker
-/// when absent) and its bytes padded to whole words, so field boundaries are unambiguous.
+/// byte by byte. Each field is read as pairs of words, the first pair starting with its length
+/// (or a marker when absent), so field boundaries are unambiguous (see [`field`](Self::field)).
 ///
 /// The seed is random per layer, so colliding keys cannot be precomputed; and the store is
 /// bounded, so even colliding keys cost at most `max_entries` comparisons.
 pub(crate) struct KeyHasher {
     state: u64,
-    pending: Option<u64>,
 }
 
 /// Random seed for a layer's [`KeyHasher`].
@@ -293,6 +401,22 @@ fn lowercase(w: u64, lower: bool) -> u64 {
     w | (upper >> 2)
 }
 
+/// The first eight bytes of `b` (at least eight long), little-endian.
+#[inline]
+fn read8(b: &[u8]) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// The first four bytes of `b` (at least four long), little-endian.
+#[inline]
+fn read4(b: &[u8]) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(w)
+}
+
 /// The high and low halves of the full product, folded.
 #[inline]
 fn fold(a: u64, b: u64) -> u64 {
@@ -305,52 +429,59 @@ impl KeyHasher {
     const K2: u64 = 0xA076_1D64_78BD_642F;
 
     fn new(seed: u64) -> Self {
-        Self {
-            state: seed,
-            pending: None,
-        }
+        Self { state: seed }
     }
 
-    #[inline]
-    fn word(&mut self, w: u64) {
-        match self.pending.take() {
-            // Two words, one multiply.
-            Some(a) => {
-                self.state = fold(
-                    self.state ^ a ^ Self::K1,
-                    w ^ self.state.rotate_left(29) ^ Self::K2,
-                );
-            }
-            None => self.pending = Some(w),
-        }
+    /// Two words, one multiply.
+    #[inline(always)]
+    fn pair(&mut self, a: u64, b: u64) {
+        self.state = fold(
+            self.state ^ a ^ Self::K1,
+            b ^ self.state.rotate_left(29) ^ Self::K2,
+        );
     }
 
-    /// A field: its length (or a marker when absent), then its bytes eight at a time (the
-    /// last word zero-padded), ASCII-lowercased if `lower`.
-    #[inline]
+    /// A field: its length (or a marker when absent) and words covering its bytes,
+    /// ASCII-lowercased if `lower`, two words at a time. Up to seven bytes make one word (two
+    /// four-byte loads, overlapping, or three single bytes); longer fields are read eight bytes
+    /// at a time, the last word overlapping the one before. With the length first, every byte
+    /// is read and the number of words is fixed, so distinct fields give distinct words.
+    #[inline(always)]
     fn field(&mut self, bytes: Option<&[u8]>, lower: bool) {
         let Some(bytes) = bytes else {
-            self.word(u64::MAX);
+            self.pair(u64::MAX, 0);
             return;
         };
-        self.word(bytes.len() as u64);
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let mut b = [0; 8];
-            b.copy_from_slice(w);
-            self.word(lowercase(u64::from_le_bytes(b), lower));
+        let len = bytes.len();
+        let word = |b: &[u8]| lowercase(read8(b), lower);
+        if len < 8 {
+            let w = match len {
+                0 => 0,
+                1..4 => {
+                    u64::from(bytes[0])
+                        | (u64::from(bytes[len / 2]) << 8)
+                        | (u64::from(bytes[len - 1]) << 16)
+                }
+                _ => u64::from(read4(bytes)) | (u64::from(read4(&bytes[len - 4..])) << 32),
+            };
+            self.pair(len as u64, lowercase(w, lower));
+            return;
         }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let w = rest.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b));
-            self.word(lowercase(w, lower));
+        self.pair(len as u64, word(bytes));
+        let mut rest = &bytes[8..];
+        while rest.len() > 16 {
+            self.pair(word(rest), word(&rest[8..]));
+            rest = &rest[16..];
+        }
+        let last = &bytes[len - 8..];
+        match rest.len() {
+            0 => {}
+            1..=8 => self.pair(word(last), 0),
+            _ => self.pair(word(rest), word(last)),
         }
     }
 
-    fn finish(mut self) -> u64 {
-        if self.pending.is_some() {
-            self.word(0);
-        }
+    fn finish(self) -> u64 {
         // One more round, so the last words are mixed into every bit.
         fold(self.state ^ Self::K2, Self::K1)
     }
@@ -390,6 +521,10 @@ mod tests {
         let b = k(Method::GET, "http://example.com/tasks?x=1");
         assert_eq!(a, b);
         assert_eq!(a.hash, b.hash);
+        // No path is `/` to `Uri`: so to the hash (path and query are hashed as one).
+        let (root, empty) = (k(Method::GET, "http://h/"), k(Method::GET, "http://h"));
+        assert_eq!((&root, root.hash), (&empty, empty.hash));
+        assert_ne!(root.hash, k(Method::GET, "http://h/?").hash);
         let others = [
             k(Method::HEAD, "http://example.com/tasks?x=1"),
             k(Method::GET, "http://example.com/tasks?x=2"),
@@ -410,6 +545,36 @@ mod tests {
         };
         assert_ne!(p(None).hash, p(Some("")).hash);
         assert_ne!(p(Some("a")).hash, p(Some("b")).hash);
+    }
+
+    #[test]
+    fn every_byte_of_every_length_counts() {
+        let seed = random_seed();
+        let k = |authority: &str, path: &str| {
+            let uri = format!("http://{authority}/{path}").parse().unwrap();
+            StoreKey::new(CacheKey::new(Method::GET, uri), seed)
+        };
+        for len in 1..=40 {
+            let base = "a".repeat(len);
+            let (host, path) = (k(&base, "p"), k("h", &base));
+            // Scheme and authority case-insensitively, as `Uri` compares them.
+            let upper = k(&base.to_uppercase(), "p");
+            assert_eq!((&host, host.hash), (&upper, upper.hash), "{len}");
+            assert_ne!(path.hash, k("h", &base.to_uppercase()).hash, "{len}");
+            for i in 0..len {
+                let mut other = base.clone().into_bytes();
+                other[i] = b'b';
+                let other = String::from_utf8(other).unwrap();
+                assert_ne!(host.hash, k(&other, "p").hash, "{len} {i}");
+                assert_ne!(path.hash, k("h", &other).hash, "{len} {i}");
+            }
+            // A byte moved from one field to the next.
+            assert_ne!(
+                k(&base, "ab").hash,
+                k(&format!("{base}a"), "b").hash,
+                "{len}"
+            );
+        }
     }
 
     #[test]

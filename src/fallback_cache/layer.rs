@@ -14,7 +14,7 @@ use tower_layer::Layer;
 
 use super::{
     CacheKey, ConfigError, DefaultMakeKey, FallbackCache, FallbackCacheHandle,
-    key::{StoreKey, random_seed},
+    key::{Hashed, random_seed},
     store::{Store, is_under, write_covers},
 };
 use crate::classify::HttpClassifier;
@@ -54,9 +54,9 @@ impl Shared {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `key` with its hash, for the store.
-    pub(crate) fn key(&self, key: CacheKey) -> StoreKey {
-        StoreKey::new(key, self.seed)
+    /// `key` with its hash, borrowed, to look the store up.
+    pub(crate) fn hashed<'a>(&self, key: &'a CacheKey) -> Hashed<'a> {
+        Hashed::new(key, self.seed)
     }
 
     pub(crate) fn ticket(&self) -> u64 {

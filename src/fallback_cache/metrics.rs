@@ -22,7 +22,7 @@ use super::{FallbackCacheHandle, Stats, layer::Shared};
 /// | `fallback_cache_stale_served_total` | counter: failed calls answered from the store |
 /// | `fallback_cache_fresh_hits_total` | counter: fresh-mode hits |
 /// | `fallback_cache_misses_total` | counter: failed calls with nothing usable stored |
-/// | `fallback_cache_stores_total` | counter: answers stored |
+/// | `fallback_cache_stores_total` | counter: answers stored (an identical answer renewing its entry counts too) |
 /// | `fallback_cache_evictions_total` | counter: entries evicted for room (LRU) |
 /// | `fallback_cache_expirations_total` | counter: entries dropped past the TTL |
 /// | `fallback_cache_invalidations_total` | counter: entries invalidated |

@@ -102,7 +102,10 @@
 //! An entry always holds the *latest* answer to its key: an answer that may not be stored
 //! (`no-store`, too long, a 404, …) removes the older entry rather than leave it to be served
 //! later; a body that fails midway leaves it in place. Between concurrent requests for one key,
-//! the answer to the one that started last wins.
+//! the answer to the one that started last wins. An answer identical to the stored one (same
+//! status, body and headers, `Age` and hop-by-hop fields aside: the common case of a key read
+//! again and again) renews the entry in place, its age restarting from zero, rather than
+//! being copied again.
 //!
 //! The store is bounded by [entries](FallbackCacheBuilder::max_entries) and
 //! [bytes](FallbackCacheBuilder::max_bytes) (body, headers, key and a fixed per-entry

@@ -14,7 +14,8 @@ use tower_service::Service;
 
 use super::{
     DefaultMakeKey, FallbackBody, FreshAnswer, MakeCacheKey, ResponseFuture,
-    future::{Mode, Read, from_store, has_directive},
+    future::{Mode, Read, Target, from_store, has_directive},
+    key::StoreKey,
     layer::Shared,
     store::Lookup,
 };
@@ -101,10 +102,12 @@ where
             };
             return ResponseFuture::call(self.inner.call(req), mode, classifier);
         }
-        let Some(key) = self.make_key.make_key(&req) else {
+        // Borrowed until it is known whether a new entry needs it: most keys are stored
+        // already, and the key is then only looked up, never moved.
+        let key = self.make_key.make_key(&req);
+        let Some(hashed) = key.as_ref().map(|k| self.shared.hashed(k)) else {
             return ResponseFuture::call(self.inner.call(req), Mode::Bypass, classifier);
         };
-        let key = self.shared.key(key);
         if let Some(fresh_ttl) = self.shared.config.fresh_ttl
             && !has_directive(req.headers(), &["no-cache"])
         {
@@ -112,16 +115,15 @@ where
             // Looked up with the full TTL, so a merely stale entry is kept for failures.
             let hit = {
                 let mut store = self.shared.store();
-                match store.get(&key, now, self.shared.config.ttl) {
-                    Lookup::Hit(entry) if entry.age(now) <= fresh_ttl => {
+                match store.get(&hashed, None, now, self.shared.config.ttl) {
+                    Lookup::Hit(entry, age) if age <= fresh_ttl => {
                         store.stats.fresh_hits += 1;
-                        Some(entry)
+                        Some((entry, age))
                     }
                     _ => None,
                 }
             };
-            if let Some(entry) = hit {
-                let age = entry.age(now);
+            if let Some((entry, age)) = hit {
                 let mut res = from_store(&entry, age, Some(&self.shared.fresh_status));
                 res.extensions_mut().insert(FreshAnswer { age });
                 // The inner service was polled ready but is not called: like `LoadShed`,
@@ -129,9 +131,21 @@ where
                 return ResponseFuture::ready(res, classifier);
             }
         }
+        // The entry already stored, if any, found now while the key is at hand: the answer is
+        // compared with it, a failure answered from it, and the store's own copy of the key
+        // serves, so this one is neither kept nor allocated.
+        let found = self.shared.store().find(&hashed);
+        let hash = hashed.hash;
+        let target = match found {
+            Some(held) => Target::Stored(held),
+            None => Target::New(Arc::new(StoreKey::from_hashed(
+                hash,
+                key.unwrap_or_else(|| unreachable!("hashed above")),
+            ))),
+        };
         let read = Read {
             shared: Arc::clone(&self.shared),
-            key: Arc::new(key),
+            target,
             ticket: self.shared.ticket(),
             // RFC 9111 §5.2.1.5: a request's `no-store` forbids storing its response.
             may_store: !has_directive(req.headers(), &["no-store"]),

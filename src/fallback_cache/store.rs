@@ -13,18 +13,32 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 use tokio::time::Instant;
 
-use super::key::{CacheKey, PassHasher, StoreKey};
+use super::key::{AsKey, CacheKey, PassHasher, StoreKey};
 
-/// A stored answer.
+/// What a stored answer says: immutable once stored, so an answer fetched again and found
+/// identical keeps it and only renews its [`Meta`].
 #[derive(Debug)]
 pub(crate) struct Entry {
+    /// The key it is stored under (shared with the store's map).
+    pub(crate) key: Arc<StoreKey>,
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     /// The headers of a stale answer, made once when stored: hop-by-hop fields and `Age`
     /// removed, then an `Age` placeholder and this layer's `Cache-Status` added, so that
     /// answering only sets `Age` in place.
     pub(crate) headers: HeaderMap,
+    /// The answer had no `Age`, `Cache-Status` or hop-by-hop field: `headers` are its own, in
+    /// order, then the `Age` placeholder and this layer's `Cache-Status`.
+    pub(crate) plain: bool,
     pub(crate) body: Bytes,
+    /// Bytes charged against the store's budget.
+    pub(crate) cost: usize,
+}
+
+/// When and by which request a stored answer was fetched: kept in the store's slot, next to
+/// the shared [`Entry`], and renewed in place when the same answer arrives again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
     /// When it arrived: the response time (tokio clock, so paused-clock tests can move it).
     pub(crate) stored_at: Instant,
     /// The `Age` the answer already had when it arrived (from a cache further in).
@@ -32,11 +46,9 @@ pub(crate) struct Entry {
     /// The ticket of the request that fetched it: a newer answer replaces an older one, never
     /// the reverse.
     pub(crate) ticket: u64,
-    /// Bytes charged against the store's budget.
-    pub(crate) cost: usize,
 }
 
-impl Entry {
+impl Meta {
     /// How old the answer is at `now`.
     pub(crate) fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored_at) + self.initial_age
@@ -65,8 +77,8 @@ const NIL: usize = usize::MAX;
 
 #[derive(Debug)]
 struct Slot {
-    key: Arc<StoreKey>,
     entry: Arc<Entry>,
+    meta: Meta,
     prev: usize,
     next: usize,
 }
@@ -86,7 +98,8 @@ pub struct Stats {
     pub fresh_hits: u64,
     /// Failed calls with nothing usable stored: the failure went to the caller.
     pub misses: u64,
-    /// Answers stored (new or replacing).
+    /// Answers stored: new, replacing an older one, or identical to the stored one (status,
+    /// headers and body), which is then renewed in place (its age restarts from zero).
     pub stores: u64,
     /// Entries removed to make room (LRU).
     pub evictions: u64,
@@ -116,8 +129,30 @@ pub(crate) struct Store {
 
 /// What a lookup for a failed call found.
 pub(crate) enum Lookup {
-    Hit(Arc<Entry>),
+    /// The entry and its age at the lookup's `now`.
+    Hit(Arc<Entry>, Duration),
     Miss,
+}
+
+/// An entry as found in the store (by [`Store::find`]): where it was and which it was. Holding
+/// the `Arc` keeps its address from being reused, so the same address in that slot later is
+/// the same entry, under the same key: found again without hashing the key, and renewed by
+/// [`Store::refresh`].
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) slot: usize,
+    pub(crate) entry: Arc<Entry>,
+}
+
+/// What [`Store::refresh`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Renewed in place.
+    Renewed,
+    /// Left alone: a newer answer is stored, or an invalidation came after the request.
+    Refused,
+    /// The slot no longer holds that entry (replaced, evicted, invalidated): insert instead.
+    Gone,
 }
 
 impl Store {
@@ -143,37 +178,87 @@ impl Store {
         self.stats.bytes
     }
 
-    /// The entry under `key` if it is at most `max_age` old at `now`; an older one is removed.
-    /// Touches the entry (most recently used).
-    pub(crate) fn get(&mut self, key: &StoreKey, now: Instant, max_age: Duration) -> Lookup {
-        let Some(&i) = self.map.get(key) else {
-            return Lookup::Miss;
+    /// The entry under `key` (in `held`'s slot if it is still there) if it is at most
+    /// `max_age` old at `now`; an older one is removed. Touches the entry (most recently used).
+    pub(crate) fn get(
+        &mut self,
+        key: &dyn AsKey,
+        held: Option<&Held>,
+        now: Instant,
+        max_age: Duration,
+    ) -> Lookup {
+        let i = match held {
+            Some(h) if self.holds(h) => h.slot,
+            _ => match self.map.get(key) {
+                Some(&i) => i,
+                None => return Lookup::Miss,
+            },
         };
         let Some(slot) = self.slots[i].as_ref() else {
             return Lookup::Miss;
         };
-        if slot.entry.age(now) > max_age {
+        let age = slot.meta.age(now);
+        if age > max_age {
             self.remove_slot(i);
             self.stats.expirations += 1;
             return Lookup::Miss;
         }
         let entry = Arc::clone(&slot.entry);
         self.touch(i);
-        Lookup::Hit(entry)
+        Lookup::Hit(entry, age)
     }
 
-    /// Stores `entry` under `key`, unless the request that fetched it started before the
+    /// The entry stored under `key`, whatever its age; neither touched nor expired.
+    pub(crate) fn find(&self, key: &dyn AsKey) -> Option<Held> {
+        let &i = self.map.get(key)?;
+        let slot = self.slots[i].as_ref()?;
+        Some(Held {
+            slot: i,
+            entry: Arc::clone(&slot.entry),
+        })
+    }
+
+    /// Whether `held`'s slot still holds its entry.
+    fn holds(&self, held: &Held) -> bool {
+        self.slots
+            .get(held.slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| Arc::ptr_eq(&s.entry, &held.entry))
+    }
+
+    /// Renews `held` with `meta` (the same answer, fetched again), if its slot still holds it
+    /// and, as for [`insert`](Self::insert), the request started after the latest
+    /// invalidation and the entry's own request. Counts as a store.
+    pub(crate) fn refresh(&mut self, held: &Held, meta: Meta) -> Refresh {
+        let Some(s) = self
+            .slots
+            .get_mut(held.slot)
+            .and_then(Option::as_mut)
+            .filter(|s| Arc::ptr_eq(&s.entry, &held.entry))
+        else {
+            return Refresh::Gone;
+        };
+        if meta.ticket < self.last_invalidation || s.meta.ticket > meta.ticket {
+            return Refresh::Refused;
+        }
+        s.meta = meta;
+        self.touch(held.slot);
+        self.stats.stores += 1;
+        Refresh::Renewed
+    }
+
+    /// Stores `entry` under its key, unless the request that fetched it started before the
     /// latest invalidation or before the answer already stored. Evicts least recently used
     /// entries to make room. Returns whether it was stored.
-    pub(crate) fn insert(&mut self, key: Arc<StoreKey>, entry: Arc<Entry>) -> bool {
-        if entry.ticket < self.last_invalidation || entry.cost > self.max_bytes {
+    pub(crate) fn insert(&mut self, entry: Arc<Entry>, meta: Meta) -> bool {
+        if meta.ticket < self.last_invalidation || entry.cost > self.max_bytes {
             return false;
         }
-        if let Some(&i) = self.map.get(&key) {
+        if let Some(&i) = self.map.get(&entry.key) {
             let Some(slot) = self.slots[i].as_mut() else {
                 return false;
             };
-            if slot.entry.ticket > entry.ticket {
+            if slot.meta.ticket > meta.ticket {
                 return false;
             }
             // Replace in place: no second hash of the key, no map churn (the common case of
@@ -181,6 +266,7 @@ impl Store {
             let old_cost = slot.entry.cost as u64;
             self.stats.bytes = self.stats.bytes - old_cost + entry.cost as u64;
             slot.entry = entry;
+            slot.meta = meta;
             self.touch(i);
             while self.stats.bytes > self.max_bytes as u64 && self.tail != i && self.tail != NIL {
                 self.remove_slot(self.tail);
@@ -199,9 +285,10 @@ impl Store {
             self.stats.evictions += 1;
         }
         self.stats.bytes += entry.cost as u64;
+        let key = Arc::clone(&entry.key);
         let slot = Slot {
-            key: Arc::clone(&key),
             entry,
+            meta,
             prev: NIL,
             next: self.head,
         };
@@ -229,7 +316,7 @@ impl Store {
             return false;
         };
         match self.slots[i].as_ref() {
-            Some(slot) if slot.entry.ticket < ticket => {
+            Some(slot) if slot.meta.ticket < ticket => {
                 self.remove_slot(i);
                 self.stats.invalidations += 1;
                 true
@@ -259,7 +346,7 @@ impl Store {
     }
 
     /// Removes the entry under `key`; `ticket` becomes the latest invalidation.
-    pub(crate) fn invalidate(&mut self, ticket: u64, key: &StoreKey) -> bool {
+    pub(crate) fn invalidate(&mut self, ticket: u64, key: &dyn AsKey) -> bool {
         self.last_invalidation = self.last_invalidation.max(ticket);
         match self.map.get(key) {
             Some(&i) => {
@@ -274,7 +361,7 @@ impl Store {
     fn remove_slot(&mut self, i: usize) {
         self.unlink(i);
         if let Some(slot) = self.slots[i].take() {
-            self.map.remove(&*slot.key);
+            self.map.remove(&*slot.entry.key);
             self.stats.bytes -= slot.entry.cost as u64;
             self.free.push(i);
         }
@@ -334,7 +421,7 @@ impl Store {
         let mut out = Vec::new();
         let mut i = self.head;
         while let Some(s) = self.slots.get(i).and_then(Option::as_ref) {
-            out.push(s.key.key.uri().to_string());
+            out.push(s.entry.key.key.uri().to_string());
             i = s.next;
         }
         out
@@ -392,17 +479,29 @@ mod tests {
         ))
     }
 
-    fn entry(ticket: u64, body: usize) -> Arc<Entry> {
+    fn entry(uri: &str, body: usize) -> Arc<Entry> {
         Arc::new(Entry {
+            key: key(uri),
             status: StatusCode::OK,
             version: Version::HTTP_11,
             headers: HeaderMap::new(),
+            plain: true,
             body: Bytes::from(vec![0; body]),
+            cost: ENTRY_OVERHEAD + body,
+        })
+    }
+
+    fn meta(ticket: u64) -> Meta {
+        Meta {
             stored_at: Instant::now(),
             initial_age: Duration::ZERO,
             ticket,
-            cost: ENTRY_OVERHEAD + body,
-        })
+        }
+    }
+
+    /// Inserts a new entry of `body` bytes under `uri`, fetched by request `ticket`.
+    fn put(s: &mut Store, uri: &str, ticket: u64, body: usize) -> bool {
+        s.insert(entry(uri, body), meta(ticket))
     }
 
     #[test]
@@ -429,15 +528,15 @@ mod tests {
     async fn lru_evicts_least_recently_used() {
         let mut s = Store::new(3, usize::MAX);
         for (t, u) in ["/a", "/b", "/c"].into_iter().enumerate() {
-            assert!(s.insert(key(u), entry(t as u64 + 1, 1)));
+            assert!(put(&mut s, u, t as u64 + 1, 1));
         }
         // Touch /a: /b becomes the oldest.
         let ttl = Duration::from_secs(60);
         assert!(matches!(
-            s.get(&key("/a"), Instant::now(), ttl),
-            Lookup::Hit(_)
+            s.get(&*key("/a"), None, Instant::now(), ttl),
+            Lookup::Hit(..)
         ));
-        assert!(s.insert(key("/d"), entry(9, 1)));
+        assert!(put(&mut s, "/d", 9, 1));
         assert_eq!(s.lru_order(), ["/d", "/a", "/c"]);
         assert_eq!(s.stats.evictions, 1);
         assert_eq!(s.len(), 3);
@@ -447,34 +546,80 @@ mod tests {
     async fn byte_budget_and_tickets() {
         let per = ENTRY_OVERHEAD + 100;
         let mut s = Store::new(100, per * 2);
-        assert!(s.insert(key("/a"), entry(5, 100)));
+        assert!(put(&mut s, "/a", 5, 100));
         // An older answer never replaces a newer one.
-        assert!(!s.insert(key("/a"), entry(4, 100)));
-        assert!(s.insert(key("/b"), entry(6, 100)));
-        assert!(s.insert(key("/c"), entry(7, 100)));
+        assert!(!put(&mut s, "/a", 4, 100));
+        assert!(put(&mut s, "/b", 6, 100));
+        assert!(put(&mut s, "/c", 7, 100));
         assert_eq!(s.len(), 2);
         assert_eq!(s.bytes(), (per * 2) as u64);
         // Too big for the whole budget: refused.
-        assert!(!s.insert(key("/d"), entry(8, per * 2)));
+        assert!(!put(&mut s, "/d", 8, per * 2));
         // A request that started before an invalidation is not stored.
         assert_eq!(s.invalidate_if(10, |k| k.path() == "/b"), 1);
-        assert!(!s.insert(key("/e"), entry(9, 1)));
-        assert!(s.insert(key("/e"), entry(11, 1)));
+        assert!(!put(&mut s, "/e", 9, 1));
+        assert!(put(&mut s, "/e", 11, 1));
         assert!(s.remove_older(&key("/e"), 12));
         assert!(!s.remove_older(&key("/c"), 1));
-        assert!(s.invalidate(13, &key("/c")));
+        assert!(s.invalidate(13, &*key("/c")));
         assert_eq!((s.len(), s.bytes()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
     async fn expired_entries_go() {
         let mut s = Store::new(10, usize::MAX);
-        s.insert(key("/a"), entry(1, 1));
+        put(&mut s, "/a", 1, 1);
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(matches!(
-            s.get(&key("/a"), Instant::now(), Duration::from_secs(60)),
+            s.get(&*key("/a"), None, Instant::now(), Duration::from_secs(60)),
             Lookup::Miss
         ));
         assert_eq!((s.len(), s.stats.expirations), (0, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_renews_in_place_and_follows_the_insert_rules() {
+        let ttl = Duration::from_secs(60);
+        let mut s = Store::new(2, usize::MAX);
+        assert!(put(&mut s, "/a", 1, 10));
+        assert!(put(&mut s, "/b", 2, 10));
+        let held = s.find(&*key("/a")).unwrap();
+        assert_eq!(held.entry.key.key.path(), "/a");
+        let bytes = s.bytes();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        // Renewed: same entry, age from zero, most recently used, counted as a store.
+        assert_eq!(s.refresh(&held, meta(3)), Refresh::Renewed);
+        assert_eq!(s.lru_order(), ["/a", "/b"]);
+        assert_eq!((s.len(), s.bytes(), s.stats.stores), (2, bytes, 3));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        for hint in [None, Some(&held)] {
+            match s.get(&*key("/a"), hint, Instant::now(), ttl) {
+                Lookup::Hit(e, age) => {
+                    assert!(Arc::ptr_eq(&e, &held.entry));
+                    assert_eq!(age, Duration::from_secs(20));
+                }
+                Lookup::Miss => panic!("renewed"),
+            }
+        }
+        // Not by an older request.
+        assert_eq!(s.refresh(&held, meta(2)), Refresh::Refused);
+        // Not by one that started before an invalidation.
+        assert_eq!(s.invalidate_if(5, |_| false), 0);
+        assert_eq!(s.refresh(&held, meta(4)), Refresh::Refused);
+        // Not once the slot holds another entry, even under the same key; a lookup with the
+        // outdated hint finds the new one.
+        assert!(put(&mut s, "/a", 6, 10));
+        assert_eq!(s.refresh(&held, meta(7)), Refresh::Gone);
+        match s.get(&*key("/a"), Some(&held), Instant::now(), ttl) {
+            Lookup::Hit(e, _) => assert!(!Arc::ptr_eq(&e, &held.entry)),
+            Lookup::Miss => panic!("replaced"),
+        }
+        assert!(s.invalidate(8, &*key("/a")));
+        assert_eq!(s.refresh(&held, meta(9)), Refresh::Gone);
+        assert!(matches!(
+            s.get(&*key("/a"), Some(&held), Instant::now(), ttl),
+            Lookup::Miss
+        ));
+        assert_eq!(s.stats.stores, 4);
     }
 }
