@@ -13,6 +13,9 @@
 //! | `otlp` | OTLP export of those spans (implies `trace`) |
 //! | `circuit-breaker` | per-key, failure-rate and slow-call based circuit breaking |
 //! | `fallback-cache` | serves the last good read when the backend fails (stale-if-error) |
+//! | `retry` | retries safe and idempotent requests with jittered backoff, within a retry budget |
+//! | `limit` | server limits answered with a response: time to the response head, body size, requests in flight (load shedding); a per-call client timeout |
+//! | `stack` | preset inbound and outbound stacks in the recommended order, each layer switchable at run time |
 //! | `full` | all of the above |
 //!
 //! No feature is on by default: a service author pays, in build time and dependencies, only
@@ -26,13 +29,23 @@
 
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
-#[cfg(any(feature = "circuit-breaker", feature = "fallback-cache"))]
+#[cfg(any(
+    feature = "circuit-breaker",
+    feature = "fallback-cache",
+    feature = "retry"
+))]
 pub mod classify;
 #[cfg(feature = "fallback-cache")]
 pub mod fallback_cache;
+#[cfg(feature = "limit")]
+pub mod limit;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "request-id")]
 pub mod request_id;
+#[cfg(feature = "retry")]
+pub mod retry;
+#[cfg(feature = "stack")]
+pub mod stack;
 #[cfg(feature = "trace")]
 pub mod trace;

@@ -21,12 +21,13 @@ use tower_bulwark::{
     fallback_cache::{DefaultMakeKey, FallbackCacheLayer, StaleAnswer},
     metrics::{ClientMetrics, ErrorClass, FromExtension},
     request_id::PropagateRequestIdLayer,
+    retry::{RetryBudget, RetryLayer},
     trace::{ClientTraceLayer, Route},
 };
 
 use crate::{
     api::{ApiError, ErrorBody, Page, Project, Task},
-    config::{CircuitBreakerConfig, FallbackCacheConfig},
+    config::{CircuitBreakerConfig, FallbackCacheConfig, RetryConfig},
 };
 
 /// Request body sent to the backend: always a complete buffer, so a request can be replayed.
@@ -50,6 +51,7 @@ pub struct TransportConfig {
 /// can be registered in the metrics registry and read by health checks.
 #[derive(Clone, Default)]
 pub struct Resilience {
+    pub retry: Option<RetryLayer<BackendClassifier>>,
     pub breaker: Option<BreakerLayer>,
     pub cache: Option<FallbackCacheLayer<DefaultMakeKey, BackendClassifier>>,
 }
@@ -93,10 +95,36 @@ impl Resilience {
     /// The breaker and the cache as configured; `base_path` is the endpoint's path
     /// (`/api/v1`), under which writes to `/tasks` invalidate every stored `GET /tasks…`.
     pub fn build(
+        retry: &RetryConfig,
         breaker: &CircuitBreakerConfig,
         cache: &FallbackCacheConfig,
         base_path: &str,
     ) -> anyhow::Result<Self> {
+        let retry = retry
+            .enabled
+            .then(|| -> Result<_, tower_bulwark::retry::ConfigError> {
+                // Reads, and creates (their Idempotency-Key makes a resend harmless); never
+                // a call the breaker refused. The budget keeps retries from multiplying the
+                // load on a struggling backend: at most this share of the calls made, plus
+                // a few per second.
+                let budget = RetryBudget::new(
+                    Duration::from_secs(10),
+                    5,
+                    f64::from(retry.budget_percent) / 100.0,
+                )?;
+                RetryLayer::builder()
+                    .name("backend")
+                    .max_attempts(retry.max_attempts)
+                    // Short waits: the backend is near (loopback or LAN), the usual fault is
+                    // a pooled connection closed under us, and while the backend is down a
+                    // write must still fail within milliseconds.
+                    .backoff(Duration::from_millis(5), Duration::from_millis(250))
+                    .budget(budget)
+                    .classifier(BackendClassifier)
+                    .build()
+            })
+            .transpose()
+            .map_err(|err| anyhow::anyhow!("retry settings: {err}"))?;
         let breaker = breaker
             .enabled
             .then(|| {
@@ -130,7 +158,11 @@ impl Resilience {
             })
             .transpose()
             .map_err(|err| anyhow::anyhow!("fallback cache settings: {err}"))?;
-        Ok(Self { breaker, cache })
+        Ok(Self {
+            retry,
+            breaker,
+            cache,
+        })
     }
 }
 
@@ -181,6 +213,10 @@ pub fn http_transport(
                 .layer(cache.clone())
                 .service(service),
         );
+    }
+    if let Some(retry) = &resilience.retry {
+        service =
+            BoxCloneSyncService::new(ServiceBuilder::new().layer(retry.clone()).service(service));
     }
     if let Some(metrics) = metrics {
         let metrics = metrics

@@ -217,6 +217,23 @@ pub struct ServerSettings {
         default_value = "10"
     )]
     circuit_breaker_volume_threshold: String,
+    /// Retry failed reads, and creates (they carry an Idempotency-Key), within a budget.
+    #[arg(long = "retry-enabled", env = "RETRY_ENABLED", default_value = "true")]
+    retry_enabled: String,
+    /// Attempts per backend call, the first included (1 to 10).
+    #[arg(
+        long = "retry-max-attempts",
+        env = "RETRY_MAX_ATTEMPTS",
+        default_value = "3"
+    )]
+    retry_max_attempts: String,
+    /// Retries allowed on top of the calls made, in percent of those calls (0 to 100).
+    #[arg(
+        long = "retry-budget-percent",
+        env = "RETRY_BUDGET_PERCENT",
+        default_value = "20"
+    )]
+    retry_budget_percent: String,
     /// Answer reads from the last good response when the backend fails.
     #[arg(
         long = "fallback-cache-enabled",
@@ -351,6 +368,7 @@ pub struct ServerConfig {
     pub metrics_enabled: bool,
     pub tracing: TracingConfig,
     pub circuit_breaker: CircuitBreakerConfig,
+    pub retry: RetryConfig,
     pub fallback_cache: FallbackCacheConfig,
 }
 
@@ -406,6 +424,13 @@ pub struct CircuitBreakerConfig {
     pub error_threshold_percent: u8,
     pub reset_timeout: Duration,
     pub volume_threshold: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub budget_percent: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -550,6 +575,17 @@ impl ServerSettings {
                     1,
                     u64::from(u32::MAX),
                 )? as u32,
+            },
+            retry: RetryConfig {
+                enabled: boolean("RETRY_ENABLED", &self.retry_enabled)?,
+                max_attempts: integer_in("RETRY_MAX_ATTEMPTS", &self.retry_max_attempts, 1, 10)?
+                    as u32,
+                budget_percent: integer_in(
+                    "RETRY_BUDGET_PERCENT",
+                    &self.retry_budget_percent,
+                    0,
+                    100,
+                )? as u8,
             },
             fallback_cache: FallbackCacheConfig {
                 enabled: boolean("FALLBACK_CACHE_ENABLED", &self.fallback_cache_enabled)?,

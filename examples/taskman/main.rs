@@ -173,6 +173,7 @@ async fn run_server(config: ServerConfig, telemetry: &TelemetryGuard) -> anyhow:
         (None, None) => unreachable!("the embedded backend starts when no endpoint is configured"),
     };
     let resilience = Resilience::build(
+        &config.retry,
         &config.circuit_breaker,
         &config.fallback_cache,
         endpoint.path(),
@@ -182,6 +183,9 @@ async fn run_server(config: ServerConfig, telemetry: &TelemetryGuard) -> anyhow:
             telemetry.register(registry);
             if let Some(breaker) = &resilience.breaker {
                 breaker.handle().register(registry);
+            }
+            if let Some(retry) = &resilience.retry {
+                retry.handle().register(registry);
             }
             if let Some(cache) = &resilience.cache {
                 cache.handle().register(registry);
@@ -227,6 +231,7 @@ fn log_layer_settings(config: &ServerConfig) {
         metrics_enabled,
         tracing,
         circuit_breaker,
+        retry,
         fallback_cache,
         ..
     } = config;
@@ -241,6 +246,9 @@ fn log_layer_settings(config: &ServerConfig) {
         circuit_breaker_error_threshold = circuit_breaker.error_threshold_percent,
         circuit_breaker_reset_timeout_ms = circuit_breaker.reset_timeout.as_millis() as u64,
         circuit_breaker_volume_threshold = circuit_breaker.volume_threshold,
+        retry_enabled = retry.enabled,
+        retry_max_attempts = retry.max_attempts,
+        retry_budget_percent = retry.budget_percent,
         fallback_cache_enabled = fallback_cache.enabled,
         fallback_cache_max_size = fallback_cache.max_size,
         fallback_cache_ttl_ms = fallback_cache.ttl.as_millis() as u64,

@@ -25,6 +25,9 @@ pub fn taskman_bin() -> PathBuf {
             ("otlp", cfg!(feature = "otlp")),
             ("circuit-breaker", cfg!(feature = "circuit-breaker")),
             ("fallback-cache", cfg!(feature = "fallback-cache")),
+            ("retry", cfg!(feature = "retry")),
+            ("limit", cfg!(feature = "limit")),
+            ("stack", cfg!(feature = "stack")),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
