@@ -32,7 +32,7 @@ use support::Taskman;
 
 const VOLUME_THRESHOLD: usize = 10;
 const ERROR_THRESHOLD_PERCENT: usize = 50;
-const RESET_TIMEOUT: Duration = Duration::from_secs(3);
+const RESET_TIMEOUT: Duration = Duration::from_secs(4);
 const READERS: usize = 3;
 const WRITERS: usize = 2;
 /// A failed write must be answered at least this fast at the 99th percentile.
@@ -303,7 +303,7 @@ async fn backend_killed_and_restarted_under_load() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // The outage goes on for a while, shorter than the reset timeout.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let metrics_during_outage = http
         .get(&metrics_url)
         .send()

@@ -14,14 +14,14 @@ use hyper_util::{
 use serde::{Serialize, de::DeserializeOwned};
 use tower::{BoxError, ServiceBuilder, ServiceExt, util::BoxCloneSyncService};
 use tower_bulwark::{
-    circuit_breaker::{
-        CircuitBreakerError, CircuitBreakerHandle, CircuitBreakerLayer, CircuitOpen, PerKey, Window,
-    },
+    circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, CircuitOpen, PerKey, Window},
     classify::{Classify, HttpClassifier, Outcome},
     fallback_cache::{DefaultMakeKey, FallbackCacheLayer, StaleAnswer},
+    limit::{CallTimeoutLayer, Elapsed},
     metrics::{ClientMetrics, ErrorClass, FromExtension},
     request_id::PropagateRequestIdLayer,
     retry::{RetryBudget, RetryLayer},
+    stack::ClientStack,
     trace::{ClientTraceLayer, Route},
 };
 
@@ -182,7 +182,7 @@ pub fn http_transport(
     config: &TransportConfig,
     metrics: Option<&ClientMetrics>,
     resilience: &Resilience,
-) -> BackendService {
+) -> anyhow::Result<BackendService> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
@@ -190,61 +190,42 @@ pub fn http_transport(
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(32)
         .build::<_, RequestBody>(connector);
-    // Covers connecting, sending and waiting for the response head; the bodies of this API
-    // are small JSON documents, read right after and bounded in size.
-    let mut service = BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .map_response(box_body)
-            .timeout(config.request_timeout)
-            .service(client),
-    );
-    if let Some(breaker) = &resilience.breaker {
-        service = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_err(|err: CircuitBreakerError<BoxError, BreakerKey>| err.into_box_error())
-                .layer(breaker.clone())
-                .service(service),
-        );
-    }
-    if let Some(cache) = &resilience.cache {
-        service = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_response(box_body)
-                .layer(cache.clone())
-                .service(service),
-        );
-    }
-    if let Some(retry) = &resilience.retry {
-        service =
-            BoxCloneSyncService::new(ServiceBuilder::new().layer(retry.clone()).service(service));
-    }
-    if let Some(metrics) = metrics {
-        let metrics = metrics
-            .layer()
-            .classify_operation(FromExtension::new(operation_label))
-            .classify_error(classify_error);
-        service = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .map_response(box_body)
-                .layer(metrics)
-                .service(service),
-        );
-    }
     // A client span per call, named after the operation, that sends `traceparent` on, so the
-    // backend's spans join the trace; and the ID of the MCP request being served.
+    // backend's spans join the trace.
     let trace = ClientTraceLayer::new().classify_route(|request: &Request<RequestBody>| {
         request
             .extensions()
             .get::<Operation>()
             .map(|op| Route::from_static(op.name()))
     });
-    BoxCloneSyncService::new(
+    let metrics = metrics.map(|metrics| {
+        metrics
+            .layer()
+            .classify_operation(FromExtension::new(operation_label))
+            .classify_error(classify_error)
+    });
+    // The library's outbound order: request ID → trace → metrics → retry → fallback cache →
+    // circuit breaker (per operation) → timeout → hyper-util. The timeout covers connecting,
+    // sending and waiting for the response head of each attempt; the bodies of this API are
+    // small JSON documents, read right after and bounded in size.
+    let stack = ClientStack::new()
+        .request_id(PropagateRequestIdLayer::new())
+        .trace(trace)
+        .maybe_metrics(metrics)
+        .maybe_retry(resilience.retry.clone())
+        .maybe_fallback_cache(resilience.cache.clone())
+        .maybe_circuit_breaker(resilience.breaker.clone())
+        .timeout(
+            CallTimeoutLayer::new(config.request_timeout)
+                .map_err(|err| anyhow::anyhow!("backend timeout: {err}"))?,
+        );
+    // One box for the whole stack, so the client is a nameable, cloneable type.
+    Ok(BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .layer(PropagateRequestIdLayer::new())
             .map_response(box_body)
-            .layer(trace)
-            .service(service),
-    )
+            .layer(stack.into_layer())
+            .service(client),
+    ))
 }
 
 fn box_body<B>(response: Response<B>) -> Response<ResponseBody>
@@ -263,7 +244,7 @@ fn operation_label(operation: &Operation) -> &str {
 }
 
 fn classify_error(err: &BoxError) -> ErrorClass {
-    if err.is::<tower::timeout::error::Elapsed>() {
+    if err.is::<Elapsed>() {
         ErrorClass::Timeout
     } else {
         ErrorClass::from_error(err.as_ref())
@@ -660,7 +641,7 @@ fn describe_transport_error(err: BoxError) -> ClientError {
             open.key()
         ));
     }
-    if err.is::<tower::timeout::error::Elapsed>() {
+    if err.is::<Elapsed>() {
         return ClientError::Unavailable("the request timed out".to_owned());
     }
     // hyper-util's errors say little at the top level ("client error (Connect)"); the cause

@@ -1,4 +1,6 @@
-//! The edge of the HTTP server: authentication and the limits every request is held to.
+//! The edge of the HTTP server: authentication, and what taskman adds to the library's limits
+//! (response timeout, body limit, load shedding; see `server::app`): refusals in the shape MCP
+//! clients expect, the JSON-RPC envelope check and the event-stream lifetime.
 //!
 //! An MCP server on a developer's machine is reachable by any page the developer opens, and
 //! its input is written by a language model: every request is treated as hostile until it has
@@ -18,10 +20,13 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header, request::Parts};
 use http_body::{Body as _, Frame, SizeHint};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tower_bulwark::limit::Rejection;
+
+/// The request body below the library's body limit.
+pub type LimitedBody = http_body_util::Limited<Body>;
 
 /// What the edge enforces; built once from the configuration.
 #[derive(Debug)]
@@ -30,35 +35,26 @@ pub struct EdgePolicy {
     pub token: Option<String>,
     pub protect_ops: bool,
     pub max_body_bytes: usize,
-    pub request_timeout: Duration,
     pub sse_max_lifetime: Duration,
-    pub slots: Arc<Semaphore>,
 }
 
 pub type Edge = Arc<EdgePolicy>;
 
-/// Refuses a request when every slot is taken: answering 503 at once is better than queueing
-/// work the server cannot do in time. The slot is held until the response body is finished.
-pub async fn shed_load(State(edge): State<Edge>, request: Request, next: Next) -> Response {
-    // The standalone event stream of a legacy session is long-lived and idle; it must not
-    // take a slot from requests that do work (its lifetime is bounded below instead).
-    if is_event_stream_request(&request) {
-        return next.run(request).await;
-    }
-    let Ok(slot) = edge.slots.clone().try_acquire_owned() else {
-        let mut response = error(
-            request.uri().path(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server is at its concurrency limit; retry shortly",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    };
-    next.run(request)
-        .await
-        .map(|body| Body::new(Holding { body, _held: slot }))
+/// The library limits' refusals (timeout 504, body too large 413, overloaded 503 with
+/// `Retry-After`) in the shape the client expects, with the library's wording.
+pub fn reject(rejection: Rejection, request: &Parts) -> http::Response<Bytes> {
+    let (status, body) = error_body(
+        request.uri.path(),
+        rejection.status(),
+        &rejection.to_string(),
+    );
+    let mut response = http::Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Requires the bearer token where one is configured. The comparison takes the same time
@@ -96,18 +92,11 @@ pub async fn authenticate(State(edge): State<Edge>, request: Request, next: Next
     response
 }
 
-/// Reads the whole body up to the limit before the MCP service sees it, so that an oversized
-/// message is refused with a clear 413 instead of being half read.
-pub async fn limit_body(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+/// Reads the whole body before the MCP service sees it, so that a chunked message over the
+/// limit (one declaring its length was refused by the library's body limit already) gets a
+/// clear 413 instead of being half read, and what is not a JSON-RPC message gets its error.
+pub async fn check_body(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let limit = edge.max_body_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return too_large(request.uri().path(), limit);
-    }
     let is_mcp_message = request.method() == http::Method::POST && request.uri().path() == "/mcp";
     if !is_mcp_message && request.body().size_hint().exact() == Some(0) {
         return next.run(request).await;
@@ -156,14 +145,10 @@ fn json_rpc_refusal(body: &[u8]) -> Option<Response> {
     }
 }
 
-/// Bounds the time to the response head, and the life of an event stream: a stream that
-/// outlives its budget ends cleanly and the client reconnects.
-pub async fn time_limits(State(edge): State<Edge>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let Ok(response) = tokio::time::timeout(edge.request_timeout, next.run(request)).await else {
-        let message = format!("no response within {} ms", edge.request_timeout.as_millis());
-        return error(&path, StatusCode::GATEWAY_TIMEOUT, &message);
-    };
+/// Bounds the life of an event stream: a stream that outlives its budget ends cleanly and the
+/// client reconnects. (The time to the response head is the library's response timeout.)
+pub async fn stream_lifetime(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
     let is_stream = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -220,13 +205,19 @@ fn too_large(path: &str, limit: usize) -> Response {
     )
 }
 
-fn is_event_stream_request<B>(request: &Request<B>) -> bool {
+/// A legacy session's standalone event stream (`GET /mcp`).
+pub fn is_event_stream_request<B>(request: &http::Request<B>) -> bool {
     request.method() == http::Method::GET && request.uri().path().starts_with("/mcp")
 }
 
 /// An error in the shape the client expects: a JSON-RPC error (with a null id, the request's
 /// own id being unknown or unread) on the MCP endpoint, the API's error body elsewhere.
 fn error(path: &str, status: StatusCode, message: &str) -> Response {
+    let (status, body) = error_body(path, status, message);
+    (status, axum::Json(body)).into_response()
+}
+
+fn error_body(path: &str, status: StatusCode, message: &str) -> (StatusCode, serde_json::Value) {
     let body = if path.starts_with("/mcp") {
         let code = match status {
             StatusCode::UNAUTHORIZED => -32001,
@@ -242,41 +233,12 @@ fn error(path: &str, status: StatusCode, message: &str) -> Response {
         };
         json!({ "error": { "code": code, "message": message } })
     };
-    (status, axum::Json(body)).into_response()
+    (status, body)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Only the length can leak, and the length of a token is no secret worth keeping.
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps something alive (a concurrency slot) until it is done.
-    struct Holding<T> {
-        #[pin]
-        body: Body,
-        _held: T,
-    }
-}
-
-impl<T> http_body::Body for Holding<T> {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        self.project().body.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 pin_project_lite::pin_project! {

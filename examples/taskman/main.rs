@@ -200,7 +200,7 @@ async fn run_server(config: ServerConfig, telemetry: &TelemetryGuard) -> anyhow:
         },
         metrics.as_ref().map(|m| m.layers.client()),
         &resilience,
-    );
+    )?;
     let client = BackendClient::new(transport, &endpoint, &resilience);
     info!(
         endpoint = client.endpoint(),
@@ -294,7 +294,7 @@ async fn serve_http(
         mcp_sessions.clone(),
         in_flight.clone(),
         metrics.clone(),
-    );
+    )?;
 
     let stop_accepting = CancellationToken::new();
     let limits = listener::HeadLimits {

@@ -18,11 +18,14 @@ use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower_bulwark::request_id::RequestIdLayer;
-
-use tower_bulwark::{metrics::FromExtension, trace::ServerTraceLayer};
+use tower_bulwark::{
+    limit::{BodyLimitLayer, LoadShedLayer, ResponseTimeoutLayer},
+    metrics::FromExtension,
+    request_id::RequestIdLayer,
+    stack::ServerStack,
+    trace::ServerTraceLayer,
+};
 
 use crate::{
     client::BackendClient,
@@ -48,7 +51,7 @@ pub fn app(
     mcp_sessions: CancellationToken,
     in_flight: InFlight,
     metrics: Option<TaskmanMetrics>,
-) -> Router {
+) -> anyhow::Result<Router> {
     let handler = Taskman::new(client.clone(), metrics.as_ref().map(|m| m.tools.clone()));
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(mcp_sessions)
@@ -72,14 +75,8 @@ pub fn app(
         token: limits.auth_token.clone(),
         protect_ops: limits.auth_ops,
         max_body_bytes: limits.max_body_bytes,
-        request_timeout: limits.request_timeout,
         sse_max_lifetime: limits.sse_max_lifetime,
-        slots: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
     });
-    // Each `.layer` wraps what is above it, so requests meet these from the bottom up: the
-    // request ID first (every log line of a request carries it, refusals included), then
-    // in-flight tracking, load shedding (cheapest refusal), authentication (before reading
-    // any body), the body limit and the time limits.
     let mut router = Router::new()
         .nest_service("/mcp", mcp)
         .route("/health/live", get(live))
@@ -96,32 +93,42 @@ pub fn app(
             get(TaskmanMetrics::serve).with_state(metrics.clone()),
         );
     }
+    // Each `.layer` wraps what is above it, so requests meet these from the bottom up: the
+    // library's stack first, then the span handed to the MCP handler, in-flight tracking for
+    // shutdown, authentication (before reading any body), the JSON-RPC envelope check and the
+    // event-stream lifetime.
     let router = router
-        .layer(from_fn_with_state(edge.clone(), edge::time_limits))
-        .layer(from_fn_with_state(edge.clone(), edge::limit_body))
-        .layer(from_fn_with_state(edge.clone(), edge::authenticate))
-        .layer(from_fn_with_state(edge, edge::shed_load))
-        .layer(from_fn_with_state(in_flight, crate::shutdown::track));
-    // Outside the edge, so that refusals (401, 413, 503) are counted too; after routing
-    // (`Router::layer`), so that the route label is the template from `MatchedPath`.
-    // Inside the server span: hands that span to the MCP handler, which runs tool calls on
-    // rmcp's own tasks where the span is not current (see `mcp::Taskman::call_tool`).
-    let router = router.layer(axum::middleware::from_fn(remember_span));
-    let router = match &metrics {
-        Some(metrics) => router.layer(
+        .layer(from_fn_with_state(edge.clone(), edge::stream_lifetime))
+        .layer(from_fn_with_state(edge.clone(), edge::check_body))
+        .layer(from_fn_with_state(edge, edge::authenticate))
+        .layer(from_fn_with_state(in_flight, crate::shutdown::track))
+        // Inside the server span: hands that span to the MCP handler, which runs tool calls
+        // on rmcp's own tasks where the span is not current (see `mcp::Taskman::call_tool`).
+        .layer(axum::middleware::from_fn(remember_span));
+    // The library's inbound order, outermost first: request ID (every response and log line
+    // carries it, refusals included) → server span (W3C trace context in) → metrics (refusals
+    // counted too; after routing, so the route label is the `MatchedPath` template) →
+    // response timeout → body limit → load shedding (cheapest refusal, 503 at once).
+    let stack = ServerStack::new()
+        .request_id(RequestIdLayer::new().with_span())
+        .trace(ServerTraceLayer::new().classify_route(crate::route_of))
+        .maybe_metrics(metrics.as_ref().map(|metrics| {
             metrics
                 .layers
                 .server()
                 .layer()
-                .classify_route(FromExtension::new(MatchedPath::as_str)),
-        ),
-        None => router,
-    };
-    // The request's server span (W3C trace context in, OpenTelemetry conventions) inside the
-    // request ID, so that the span records the ID.
-    router
-        .layer(ServerTraceLayer::new().classify_route(crate::route_of))
-        .layer(RequestIdLayer::new().with_span())
+                .classify_route(FromExtension::new(MatchedPath::as_str))
+        }))
+        .timeout(ResponseTimeoutLayer::new(limits.request_timeout)?.rejection(edge::reject))
+        .body_limit(BodyLimitLayer::new(limits.max_body_bytes)?.rejection(edge::reject))
+        .load_shed(
+            LoadShedLayer::new(limits.max_concurrent_requests)?
+                .rejection(edge::reject)
+                // A legacy session's standalone event stream is long-lived and idle; it must
+                // not take a slot from requests that do work (its lifetime is bounded).
+                .exempt(edge::is_event_stream_request::<edge::LimitedBody>),
+        );
+    Ok(router.layer(stack.into_layer()))
 }
 
 /// The span of the HTTP request, for work done on its behalf on other tasks.
