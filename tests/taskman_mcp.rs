@@ -455,6 +455,7 @@ async fn every_tool_works_with_every_layer_off_and_with_every_layer_on() {
         ("TRACING_ENABLED", "false"),
         ("CIRCUIT_BREAKER_ENABLED", "false"),
         ("FALLBACK_CACHE_ENABLED", "false"),
+        ("RETRY_ENABLED", "false"),
     ];
     let server = Taskman::start_server(&off);
     let client = ().serve(StreamableHttpClientTransport::from_uri(server.mcp_url())).await.unwrap();
@@ -471,6 +472,7 @@ async fn every_tool_works_with_every_layer_off_and_with_every_layer_on() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
         ("CIRCUIT_BREAKER_ENABLED", "true"),
         ("FALLBACK_CACHE_ENABLED", "true"),
+        ("RETRY_ENABLED", "true"),
     ];
     let server = Taskman::start_server(&on);
     let client = ().serve(StreamableHttpClientTransport::from_uri(server.mcp_url())).await.unwrap();
