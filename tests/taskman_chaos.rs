@@ -377,6 +377,19 @@ async fn backend_killed_and_restarted_under_load() {
         })
         .collect();
     assert!(mcp_5xx.is_empty(), "/mcp answered 5xx: {mcp_5xx:?}");
+    // Retries happened (reads of unstored answers while the backend was down), and each is
+    // counted per operation as well as by the retry layer itself.
+    let sum_of = |family: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(family))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let retries_by_operation = sum_of("taskman_backend_api_retries_total{");
+    let retries_sent = sum_of("taskman_retry_retries_total{");
+    assert!(retries_sent > 0.0, "no retries in\n{metrics}");
+    assert_eq!(retries_by_operation, retries_sent, "{metrics}");
     assert!(
         !server.raw_logs().contains("panicked"),
         "taskman panicked:\n{}",
@@ -570,7 +583,7 @@ async fn backend_killed_and_restarted_under_load() {
          {} writes failed ({rejected_by_breaker} by the open breaker), p50 {write_p50:?}, p99 {write_p99:?}\n\
          breaker: opened {:?} after the kill after {creates_failed_at_backend} failed creates; \
          backend back {:?} after the kill; closed {:?} after it opened (reset timeout {RESET_TIMEOUT:?})\n\
-         /mcp 5xx: {}; transport errors: {}\n\
+         retries sent: {retries_sent}; /mcp 5xx: {}; transport errors: {}\n\
          creates: {acknowledged} acknowledged (each found once), {not_made} reported not made (none found), \
          {unknown} outcome unknown ({unknown_found} found)",
         calls.len(),

@@ -2,7 +2,11 @@
 //! `tower::Service<http::Request<_>>`, so that resilience and observability layers can wrap
 //! the transport without the client knowing.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -20,7 +24,7 @@ use tower_bulwark::{
     limit::{CallTimeoutLayer, Elapsed},
     metrics::{ClientMetrics, ErrorClass, FromExtension},
     request_id::PropagateRequestIdLayer,
-    retry::{RetryBudget, RetryLayer},
+    retry::{RetryBudget, RetryLayer, RetryableRequest, SafeOrIdempotent},
     stack::ClientStack,
     trace::{ClientTraceLayer, Route},
 };
@@ -51,9 +55,39 @@ pub struct TransportConfig {
 /// can be registered in the metrics registry and read by health checks.
 #[derive(Clone, Default)]
 pub struct Resilience {
-    pub retry: Option<RetryLayer<BackendClassifier>>,
+    pub retry: Option<RetryLayer<BackendClassifier, BackendRetries>>,
     pub breaker: Option<BreakerLayer>,
     pub cache: Option<FallbackCacheLayer<DefaultMakeKey, BackendClassifier>>,
+}
+
+/// Which backend calls may be retried: reads, and creates (they carry an `Idempotency-Key`),
+/// as the library's [`SafeOrIdempotent`]. Each retry is counted per operation in
+/// `backend_api_retries_total`, which the metrics layer, above the retry layer, cannot see.
+#[derive(Clone, Debug, Default)]
+pub struct BackendRetries {
+    /// Set once the metrics exist, which is after the retry layer is built (the registry
+    /// takes the layer's handle).
+    metrics: Arc<OnceLock<ClientMetrics>>,
+}
+
+impl BackendRetries {
+    fn count_in(&self, metrics: &ClientMetrics) {
+        let _ = self.metrics.set(metrics.clone());
+    }
+}
+
+impl RetryableRequest<RequestBody> for BackendRetries {
+    fn is_retryable(&self, request: &Request<RequestBody>) -> bool {
+        SafeOrIdempotent::new().is_retryable(request)
+    }
+
+    fn on_retry(&self, request: &Request<RequestBody>, _retry: u32) {
+        if let (Some(metrics), Some(operation)) =
+            (self.metrics.get(), request.extensions().get::<Operation>())
+        {
+            metrics.record_retry(operation.name());
+        }
+    }
 }
 
 /// The verdict on a backend call, shared by the cache: HTTP's (5xx, 429 and errors fail),
@@ -121,6 +155,7 @@ impl Resilience {
                     .backoff(Duration::from_millis(5), Duration::from_millis(250))
                     .budget(budget)
                     .classifier(BackendClassifier)
+                    .retryable(BackendRetries::default())
                     .build()
             })
             .transpose()
@@ -198,6 +233,9 @@ pub fn http_transport(
             .get::<Operation>()
             .map(|op| Route::from_static(op.name()))
     });
+    if let (Some(metrics), Some(retry)) = (metrics, &resilience.retry) {
+        retry.retryable().count_in(metrics);
+    }
     let metrics = metrics.map(|metrics| {
         metrics
             .layer()

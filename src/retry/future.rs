@@ -15,7 +15,8 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::{
-    backoff, handle::GiveUp, rejection::is_circuit_open, retryable::is_safe, service::Local,
+    RetryableRequest, SafeOrIdempotent, backoff, handle::GiveUp, rejection::is_circuit_open,
+    retryable::is_safe, service::Local,
 };
 use crate::classify::{Classify, Outcome};
 
@@ -40,22 +41,24 @@ pin_project! {
     /// Cancel-safe: dropping it stops everything at once, whether an attempt is in flight
     /// (the attempt's future is dropped) or it is waiting to retry (the timer is dropped and
     /// nothing more is sent).
-    pub struct ResponseFuture<S, B, C>
+    pub struct ResponseFuture<S, B, C, P = SafeOrIdempotent>
     where
         S: Service<Request<B>>,
     {
         #[pin]
         state: State<S::Future>,
         // `None` for a request that is not retried.
-        retry: Option<Retrying<S, B, C>>,
+        retry: Option<Retrying<S, B, C, P>>,
     }
 }
 
 /// What a retryable request carries between attempts.
-pub(crate) struct Retrying<S, B, C>
+pub(crate) struct Retrying<S, B, C, P>
 where
     S: Service<Request<B>>,
 {
+    /// The request policy, told of each retry sent.
+    retryable: P,
     /// A clone of the inner service, for the retries.
     service: S,
     /// The copy each retry is cloned from.
@@ -71,12 +74,13 @@ where
     held: Option<Box<Result<S::Response, S::Error>>>,
 }
 
-impl<S, B, C> Retrying<S, B, C>
+impl<S, B, C, P> Retrying<S, B, C, P>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn new(service: S, request: Request<B>, local: Arc<Local<C>>) -> Self {
+    pub(crate) fn new(service: S, request: Request<B>, local: Arc<Local<C>>, retryable: P) -> Self {
         Self {
+            retryable,
             service,
             conservative: !is_safe(request.method()),
             request,
@@ -87,7 +91,7 @@ where
     }
 }
 
-impl<S, B, C> ResponseFuture<S, B, C>
+impl<S, B, C, P> ResponseFuture<S, B, C, P>
 where
     S: Service<Request<B>>,
 {
@@ -98,7 +102,7 @@ where
         }
     }
 
-    pub(crate) fn retrying(future: S::Future, retrying: Retrying<S, B, C>) -> Self {
+    pub(crate) fn retrying(future: S::Future, retrying: Retrying<S, B, C, P>) -> Self {
         Self {
             state: State::Attempting { future },
             retry: Some(retrying),
@@ -106,7 +110,7 @@ where
     }
 }
 
-impl<S, B, C> fmt::Debug for ResponseFuture<S, B, C>
+impl<S, B, C, P> fmt::Debug for ResponseFuture<S, B, C, P>
 where
     S: Service<Request<B>>,
 {
@@ -130,12 +134,13 @@ enum Step<T> {
     Wait(Duration),
 }
 
-impl<S, B, RB, C> Future for ResponseFuture<S, B, C>
+impl<S, B, RB, C, P> Future for ResponseFuture<S, B, C, P>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: fmt::Debug + 'static,
     B: Clone,
     C: Classify<Response<RB>, S::Error>,
+    P: RetryableRequest<B>,
 {
     type Output = Result<Response<RB>, S::Error>;
 
@@ -179,6 +184,7 @@ where
                     match ready!(retry.service.poll_ready(cx)) {
                         Ok(()) => {
                             retry.attempts += 1;
+                            retry.retryable.on_retry(&retry.request, retry.attempts - 1);
                             let future = retry.service.call(retry.request.clone());
                             this.state.set(State::Attempting { future });
                         }
@@ -199,7 +205,7 @@ where
     }
 }
 
-impl<S, B, RB, C> Retrying<S, B, C>
+impl<S, B, RB, C, P> Retrying<S, B, C, P>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: fmt::Debug + 'static,

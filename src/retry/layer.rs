@@ -82,6 +82,12 @@ impl<C, P> RetryLayer<C, P> {
     pub fn handle(&self) -> RetryHandle {
         RetryHandle::new(self.shared.clone())
     }
+
+    /// The request policy every service of this layer clones.
+    #[must_use]
+    pub fn retryable(&self) -> &P {
+        &self.retryable
+    }
 }
 
 impl<S, C: Clone, P: Clone> Layer<S> for RetryLayer<C, P> {

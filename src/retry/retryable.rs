@@ -27,6 +27,14 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 pub trait RetryableRequest<B> {
     /// Whether `request` may be sent again after a failure.
     fn is_retryable(&self, request: &Request<B>) -> bool;
+
+    /// Told of each retry just before it is sent: `retry` is 1 for the first retry, 2 for the
+    /// second, and so on. Does nothing by default; a policy can count retries per operation
+    /// here (e.g. with [`ClientMetrics::record_retry`](crate::metrics::ClientMetrics::record_retry)
+    /// under the `metrics` feature), which a metrics layer above the retry layer cannot see.
+    fn on_retry(&self, request: &Request<B>, retry: u32) {
+        let _ = (request, retry);
+    }
 }
 
 impl<B, F> RetryableRequest<B> for F

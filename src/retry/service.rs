@@ -110,11 +110,11 @@ where
     S::Error: fmt::Debug + 'static,
     B: Clone,
     C: Classify<Response<RB>, S::Error>,
-    P: RetryableRequest<B>,
+    P: RetryableRequest<B> + Clone,
 {
     type Response = Response<RB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B, C>;
+    type Future = ResponseFuture<S, B, C, P>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -130,7 +130,12 @@ where
         // The first attempt goes through the service that was polled ready; the clone, which
         // is not, is polled ready in the future before each retry.
         let future = self.inner.call(req);
-        let retrying = Retrying::new(self.inner.clone(), copy, self.local.clone());
+        let retrying = Retrying::new(
+            self.inner.clone(),
+            copy,
+            self.local.clone(),
+            self.retryable.clone(),
+        );
         ResponseFuture::retrying(future, retrying)
     }
 }
