@@ -1,17 +1,47 @@
 //! Load benchmark of the whole taskman server: stateless 2025-11-25 `tools/call` requests of
-//! `list_tasks` and of `create_task` (a POST each, no handshake) at a fixed concurrency for a
-//! fixed time, against taskman with every layer on and with every layer off, in one run.
+//! `list_tasks` and of `create_task` (a POST each, no handshake) at a fixed concurrency,
+//! against taskman with every layer on and with every layer off, interleaved.
 //!
 //! ```text
-//! cargo bench --bench load                      # 32 concurrent requests, 10 s per case
-//! LOAD_CONCURRENCY=64 LOAD_SECONDS=20 cargo bench --bench load
+//! cargo bench --bench load                       # 32 concurrent, 4 rounds of 4 s per case
+//! LOAD_ROUNDS=6 LOAD_SECONDS=10 cargo bench --bench load
 //! ```
 //!
-//! It builds the example in release mode, starts it on loopback with an in-memory store (and,
-//! for the "on" case, a loopback OTLP sink that accepts every span), and prints a table of
-//! throughput and latency percentiles. The client runs on the same machine: on 2 cores the
-//! numbers are for the whole system, which is why both stacks are measured in the same run.
-#![allow(clippy::print_stdout)]
+//! It builds the example in release mode and, for each tool, runs `LOAD_ROUNDS` rounds (default
+//! 4) of one "all off" and one "all on" measurement, in the order off, on, on, off, off, on, …
+//! so that drift (thermal, other processes, page cache) hits both stacks alike. Each
+//! measurement starts a fresh taskman on loopback with an in-memory store (and, for "on", a
+//! loopback OTLP sink that accepts every span), creates 100 tasks (`list_tasks` counts them
+//! all, so both stacks get the same store), warms up with the tool for `LOAD_WARMUP_SECONDS`
+//! (default 1; opens every connection), then drives the tool at `LOAD_CONCURRENCY` (default
+//! 32) for `LOAD_SECONDS` (default 4).
+//!
+//! The table (markdown, for the README) gives per case the **median** over the rounds of
+//! throughput, p50 and p99 latency, and the errors summed; the `on ÷ off` row is the ratio of
+//! the median throughputs. Each measurement is also printed on stderr as it finishes, with
+//! the per-round ratios at the end. Total time: 2 tools × 2 × `LOAD_ROUNDS` × (`LOAD_SECONDS`
+//! + `LOAD_WARMUP_SECONDS` + ~0.2 s start) ≈ 84 s with the defaults, plus the build.
+//!
+//! Each measurement also reads taskman's CPU time (and this process's: the load client and
+//! the OTLP sink) from `/proc`, and the summary gives the median CPU µs per request: steadier
+//! than throughput when something else is running, and it says which side the cost is on.
+//!
+//! For experiments: `LOAD_TOOLS=list_tasks` measures one tool only; `LOAD_ON_ENV="K=V,…"`
+//! changes the "on" stack (e.g. `OTEL_SAMPLE_RATE=0`, `FALLBACK_CACHE_ENABLED=false`);
+//! `LOAD_TASKMAN=path` uses that binary instead of building one (e.g. one built with frame
+//! pointers); each measurement prints taskman's pid on stderr as it starts, for
+//! `perf record -p`.
+//!
+//! The client runs on the same machine: on 2 cores the numbers are for the whole system, so
+//! check that nothing else is running: the header line gives the CPU the other processes
+//! used during the measurements (from `/proc/stat`; the load average counts the benchmark
+//! itself). Even on a quiet 2-core VM one 4 s round of the same stack varies by ±15 %, so a
+//! 3 % difference needs `LOAD_ROUNDS=8` or more (≈ 160 s) and a look at the per-round ratios.
+//!
+//! "Every layer" is metrics, tracing (every span sampled and exported), circuit breakers,
+//! fallback cache and retries (`METRICS_ENABLED`, `TRACING_ENABLED`, `OTEL_SAMPLE_RATE=1`,
+//! `CIRCUIT_BREAKER_ENABLED`, `FALLBACK_CACHE_ENABLED`, `RETRY_ENABLED`).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::{
     io::{BufRead, BufReader},
@@ -38,7 +68,12 @@ impl Drop for Server {
     }
 }
 
+/// The taskman binary: `LOAD_TASKMAN` if set (e.g. a build with frame pointers, for
+/// profiling), else the release build of the example, built now.
 fn build_taskman() -> std::path::PathBuf {
+    if let Some(binary) = std::env::var_os("LOAD_TASKMAN") {
+        return binary.into();
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .args(["build", "--quiet", "--release", "--example", "taskman"])
@@ -114,11 +149,26 @@ struct Outcome {
     elapsed: Duration,
 }
 
-async fn drive(addr: SocketAddr, tool: &'static str, concurrency: usize, seconds: u64) -> Outcome {
-    let http = reqwest::Client::builder()
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn drive(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    tool: &'static str,
+    concurrency: usize,
+    duration: Duration,
+) -> Outcome {
     let url = format!("http://{addr}/mcp");
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -159,7 +209,7 @@ async fn drive(addr: SocketAddr, tool: &'static str, concurrency: usize, seconds
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let mut outcome = Outcome {
         requests: 0,
@@ -192,19 +242,192 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1e3
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The 1-minute load average, to note with the numbers.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<&str> = s.split_whitespace().take(3).collect();
+            (fields.len() == 3).then(|| fields.join(" "))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// CPU time (user + system, all threads) a process has used so far, from `/proc`: taskman's
+/// CPU per request is steadier than throughput when something else shares the machine.
+/// `None` where there is no `/proc`.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, in USER_HZ (100 on Linux) ticks.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time the whole machine has been busy so far (all cores, from `/proc/stat`).
+fn busy_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map_while(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: all but idle and iowait.
+    let busy: u64 = ticks.iter().sum::<u64>() - ticks.get(3)? - ticks.get(4).unwrap_or(&0);
+    Some(Duration::from_millis(busy * 10))
+}
+
+/// One measurement: throughput, p50 and p99 (ms), errors, CPU µs per request of taskman and
+/// of this process (the load client and the OTLP sink), and how much CPU the rest of the
+/// machine used meanwhile (in cores: 0 on a quiet machine; compare it with the 2 cores).
+#[derive(Clone, Copy)]
+struct Sample {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    errors: usize,
+    server_cpu: f64,
+    client_cpu: f64,
+    others: f64,
+}
+
+/// Tasks created before each measurement (list_tasks lists the first 20 of them).
+const SEED_TASKS: usize = 100;
+
+/// Creates `count` tasks, 4 at a time.
+async fn seed(http: &reqwest::Client, addr: SocketAddr, count: usize) {
+    let url = format!("http://{addr}/mcp");
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                for n in (worker..count).step_by(4) {
+                    let body = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                        "params": {"name": "create_task", "arguments": {"title": format!("seed {n}")}}});
+                    let response = http
+                        .post(&url)
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2025-11-25")
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("seeding taskman");
+                    assert!(response.status().is_success(), "seeding taskman: {}", response.status());
+                    response.bytes().await.expect("seeding taskman");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+}
+
+/// A fresh taskman with `env`, warmed up, then `tool` at `concurrency` for `seconds`.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    binary: &std::path::Path,
+    env: &[(&str, String)],
+    tool: &'static str,
+    concurrency: usize,
+    seconds: f64,
+    warmup: f64,
+) -> Sample {
+    let server = start(binary, env);
+    runtime.block_on(async {
+        let http = client(concurrency);
+        // The same store for both stacks: list_tasks counts every task, so its cost depends
+        // on how many there are. Then every connection opened and the tool's path warm.
+        seed(&http, server.addr, SEED_TASKS).await;
+        drive(
+            &http,
+            server.addr,
+            tool,
+            concurrency,
+            Duration::from_secs_f64(warmup),
+        )
+        .await;
+        // For `perf record -p`: the measurement starts now.
+        let pid = server.child.id().to_string();
+        eprintln!("load: measuring taskman pid {pid}");
+        let cpu_before = (cpu_time(&pid), cpu_time("self"), busy_time());
+        let outcome = drive(
+            &http,
+            server.addr,
+            tool,
+            concurrency,
+            Duration::from_secs_f64(seconds),
+        )
+        .await;
+        let per_request = |before: Option<Duration>, after: Option<Duration>| match (before, after)
+        {
+            (Some(before), Some(after)) if outcome.requests > 0 => {
+                (after - before).as_secs_f64() * 1e6 / outcome.requests as f64
+            }
+            _ => f64::NAN,
+        };
+        let (server_after, client_after, busy_after) =
+            (cpu_time(&pid), cpu_time("self"), busy_time());
+        let others = match (cpu_before, (server_after, client_after, busy_after)) {
+            ((Some(s0), Some(c0), Some(b0)), (Some(s1), Some(c1), Some(b1))) => {
+                let own = (s1 - s0) + (c1 - c0);
+                (b1 - b0).saturating_sub(own).as_secs_f64() / outcome.elapsed.as_secs_f64()
+            }
+            _ => f64::NAN,
+        };
+        Sample {
+            server_cpu: per_request(cpu_before.0, server_after),
+            client_cpu: per_request(cpu_before.1, client_after),
+            others,
+            rate: outcome.rate(),
+            p50: percentile(&outcome.latencies, 0.50),
+            p99: percentile(&outcome.latencies, 0.99),
+            errors: outcome.errors,
+        }
+    })
+}
+
+/// An environment variable name that lives as long as the run.
+fn leak(name: &str) -> &'static str {
+    Box::leak(name.to_owned().into_boxed_str())
+}
+
 fn main() {
     // `cargo test --benches` runs benches with `--bench`-less arguments: stay quick there.
     if std::env::args().any(|arg| arg == "--test" || arg == "--list") {
         return;
     }
-    let concurrency: usize = std::env::var("LOAD_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    let seconds: u64 = std::env::var("LOAD_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let concurrency: usize = env_or("LOAD_CONCURRENCY", 32);
+    let seconds: f64 = env_or("LOAD_SECONDS", 4.0);
+    let warmup: f64 = env_or("LOAD_WARMUP_SECONDS", 1.0);
+    let rounds: usize = env_or("LOAD_ROUNDS", 4_usize).max(1);
+    let tools: Vec<&'static str> = match std::env::var("LOAD_TOOLS") {
+        Ok(list) => ["list_tasks", "create_task"]
+            .into_iter()
+            .filter(|tool| list.split(',').any(|t| t.trim() == *tool))
+            .collect(),
+        Err(_) => vec!["list_tasks", "create_task"],
+    };
     let binary = build_taskman();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -218,37 +441,112 @@ fn main() {
         ("OTEL_SAMPLE_RATE", "1".to_owned()),
         ("CIRCUIT_BREAKER_ENABLED", "true".to_owned()),
         ("FALLBACK_CACHE_ENABLED", "true".to_owned()),
+        ("RETRY_ENABLED", "true".to_owned()),
     ];
+    // Experiments: `LOAD_ON_ENV="OTEL_SAMPLE_RATE=0,FALLBACK_CACHE_ENABLED=false"` changes
+    // the "on" stack (later settings win).
+    let extra = std::env::var("LOAD_ON_ENV").unwrap_or_default();
+    let mut on = on;
+    for pair in extra.split(',').filter(|p| !p.trim().is_empty()) {
+        if let Some((key, value)) = pair.split_once('=') {
+            on.push((leak(key.trim()), value.trim().to_owned()));
+        }
+    }
     let off = vec![
         ("METRICS_ENABLED", "false".to_owned()),
         ("TRACING_ENABLED", "false".to_owned()),
         ("CIRCUIT_BREAKER_ENABLED", "false".to_owned()),
         ("FALLBACK_CACHE_ENABLED", "false".to_owned()),
+        ("RETRY_ENABLED", "false".to_owned()),
     ];
+    let load_before = load_average();
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut round_ratios = Vec::new();
+    for &tool in &tools {
+        // samples[0]: all off, samples[1]: all on.
+        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            // off, on | on, off | off, on | …: each stack goes first as often as second.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for case in order {
+                let (name, env) = [("all off", &off), ("all on", &on)][case];
+                let sample = measure(&runtime, &binary, env, tool, concurrency, seconds, warmup);
+                eprintln!(
+                    "load: {tool} round {}/{rounds} {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, \
+                     {} errors; CPU per request: taskman {:.0} µs, client {:.0} µs; other \
+                     processes {:.2} cores",
+                    round + 1,
+                    sample.rate,
+                    sample.p50,
+                    sample.p99,
+                    sample.errors,
+                    sample.server_cpu,
+                    sample.client_cpu,
+                    sample.others,
+                );
+                samples[case].push(sample);
+            }
+        }
+        let ratios: Vec<f64> = samples[1]
+            .iter()
+            .zip(&samples[0])
+            .map(|(on, off)| on.rate / off.rate)
+            .collect();
+        round_ratios.push((tool, ratios));
+        rows.push((tool, samples));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let others: Vec<f64> = rows
+        .iter()
+        .flat_map(|(_, samples)| samples.iter().flatten().map(|s| s.others))
+        .collect();
+    let others_max = others.iter().copied().fold(f64::NAN, f64::max);
     println!(
-        "taskman load: {concurrency} concurrent stateless 2025-11-25 tools/call, {seconds} s per case"
+        "taskman load: {concurrency} concurrent stateless 2025-11-25 tools/call; median of \
+         {rounds} interleaved rounds of {seconds} s per case (after {warmup} s warm-up); other \
+         processes used {:.2} cores (median; max {others_max:.2}) during the measurements; load \
+         average {load_before} before, {} after; {elapsed:.0} s",
+        median(&others),
+        load_average()
     );
+    println!();
     println!("| tool | layers | requests/s | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|---|");
-    for tool in ["list_tasks", "create_task"] {
-        let mut throughput = Vec::new();
-        for (name, env) in [("all off", &off), ("all on", &on)] {
-            let server = start(&binary, env);
-            // Warm up connections and give list_tasks something to list.
-            runtime.block_on(drive(server.addr, "create_task", 4, 1));
-            let outcome = runtime.block_on(drive(server.addr, tool, concurrency, seconds));
-            let rate = outcome.requests as f64 / outcome.elapsed.as_secs_f64();
-            throughput.push(rate);
+    for (tool, samples) in &rows {
+        let mut medians = [0.0; 2];
+        for (case, name) in ["all off", "all on"].into_iter().enumerate() {
+            let of =
+                |f: fn(&Sample) -> f64| median(&samples[case].iter().map(f).collect::<Vec<_>>());
+            medians[case] = of(|s| s.rate);
             println!(
-                "| {tool} | {name} | {rate:.0} | {:.2} | {:.2} | {} |",
-                percentile(&outcome.latencies, 0.50),
-                percentile(&outcome.latencies, 0.99),
-                outcome.errors
+                "| {tool} | {name} | {:.0} | {:.2} | {:.2} | {} |",
+                medians[case],
+                of(|s| s.p50),
+                of(|s| s.p99),
+                samples[case].iter().map(|s| s.errors).sum::<usize>()
             );
         }
         println!(
             "| {tool} | on ÷ off | {:.3} | | | |",
-            throughput[1] / throughput[0]
+            medians[1] / medians[0]
+        );
+    }
+    println!();
+    for ((tool, ratios), (_, samples)) in round_ratios.iter().zip(&rows) {
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        let cpu = |case: usize, f: fn(&Sample) -> f64| {
+            median(&samples[case].iter().map(f).collect::<Vec<_>>())
+        };
+        println!(
+            "{tool}: on ÷ off per round {}; CPU per request (medians): taskman {:.0} → {:.0} µs, \
+             client {:.0} → {:.0} µs",
+            shown.join(", "),
+            cpu(0, |s| s.server_cpu),
+            cpu(1, |s| s.server_cpu),
+            cpu(0, |s| s.client_cpu),
+            cpu(1, |s| s.client_cpu),
         );
     }
 }

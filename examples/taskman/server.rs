@@ -106,11 +106,11 @@ pub fn app(
         // on rmcp's own tasks where the span is not current (see `mcp::Taskman::call_tool`).
         .layer(axum::middleware::from_fn(remember_span));
     // The library's inbound order, outermost first: request ID (every response and log line
-    // carries it, refusals included) → server span (W3C trace context in) → metrics (refusals
+    // carries it, refusals included; no span of its own, the server span records it) → server span (W3C trace context in) → metrics (refusals
     // counted too; after routing, so the route label is the `MatchedPath` template) →
     // response timeout → body limit → load shedding (cheapest refusal, 503 at once).
     let stack = ServerStack::new()
-        .request_id(RequestIdLayer::new().with_span())
+        .request_id(RequestIdLayer::new())
         .trace(ServerTraceLayer::new().classify_route(crate::route_of))
         .maybe_metrics(metrics.as_ref().map(|metrics| {
             metrics

@@ -15,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value};
-use tracing::Instrument;
 
 use super::Store;
 use super::error::{Failure, json, json_text};
@@ -268,13 +267,9 @@ async fn correlate(request: Request, next: Next) -> Response {
     let request_id = header_text(request.headers(), &REQUEST_ID).filter(|id| is_request_id(id));
     let traceparent =
         header_text(request.headers(), &TRACEPARENT).filter(|value| is_traceparent(value));
-    let span = tracing::info_span!(
-        "request",
-        request_id = request_id.as_deref(),
-        traceparent = traceparent.as_deref()
-    );
-
-    let mut response = next.run(request).instrument(span).await;
+    // No span of its own: the server trace span and the request-ID scope around this (see
+    // `traced` in main.rs) already put the trace context and the ID on every line.
+    let mut response = next.run(request).await;
 
     if let Some(id) = request_id
         .as_deref()
