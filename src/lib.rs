@@ -35,6 +35,8 @@ pub mod circuit_breaker;
     feature = "retry"
 ))]
 pub mod classify;
+#[cfg(any(feature = "circuit-breaker", feature = "retry", feature = "limit"))]
+mod config_error;
 #[cfg(feature = "fallback-cache")]
 pub mod fallback_cache;
 #[cfg(feature = "limit")]

@@ -127,6 +127,31 @@ fn breaker_in(metrics: &str, key: &str, state: &str) -> bool {
     metrics.lines().any(|line| line == series)
 }
 
+async fn scrape(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Polls `/metrics` until `create_task`'s breaker is in `state`; the moment it was seen.
+async fn wait_for_breaker(
+    http: &reqwest::Client,
+    url: &str,
+    state: &str,
+    within: Duration,
+) -> Instant {
+    let started = Instant::now();
+    loop {
+        let metrics = scrape(http, url).await;
+        if breaker_in(&metrics, "create_task", state) {
+            return Instant::now();
+        }
+        assert!(
+            started.elapsed() < within,
+            "the create_task breaker was not {state} within {within:?}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -284,34 +309,10 @@ async fn backend_killed_and_restarted_under_load() {
     // Phase 2: the backend is killed. Watch /metrics until the create breaker opens.
     let killed = Instant::now();
     drop(backend); // SIGKILL, then wait: connections are refused from here on
-    let opened = loop {
-        let metrics = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if breaker_in(&metrics, "create_task", "open") {
-            break Instant::now();
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(10),
-            "the create_task breaker did not open within 10 s:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let opened = wait_for_breaker(&http, &metrics_url, "open", Duration::from_secs(10)).await;
     // The outage goes on for a while, shorter than the reset timeout.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let metrics_during_outage = http
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics_during_outage = scrape(&http, &metrics_url).await;
 
     // Phase 3: the backend comes back on the same port, with the same data.
     let backend = Taskman::start_binary(
@@ -320,24 +321,13 @@ async fn backend_killed_and_restarted_under_load() {
         &[],
     );
     let restarted = Instant::now();
-    let closed = loop {
-        let metrics = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if breaker_in(&metrics, "create_task", "closed") {
-            break Instant::now();
-        }
-        assert!(
-            opened.elapsed() < RESET_TIMEOUT + Duration::from_secs(10),
-            "the create_task breaker did not close:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let closed = wait_for_breaker(
+        &http,
+        &metrics_url,
+        "closed",
+        RESET_TIMEOUT + Duration::from_secs(10),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -360,14 +350,7 @@ async fn backend_killed_and_restarted_under_load() {
         })
         .collect();
     assert!(transport.is_empty(), "MCP requests failed: {transport:?}");
-    let metrics = http
-        .get(&metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, &metrics_url).await;
     let mcp_5xx: Vec<&str> = metrics
         .lines()
         .filter(|line| {

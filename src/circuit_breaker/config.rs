@@ -1,6 +1,6 @@
 //! The validated configuration, its window kinds and the error naming a bad field.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 use super::State;
 
@@ -60,41 +60,7 @@ impl Window {
 ///     "invalid circuit breaker setting `failure_rate_threshold`: must be in (0, 100] percent",
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
-        Self { field, reason }
-    }
-
-    /// The builder method whose value is invalid, e.g. `"minimum_calls"`.
-    #[must_use]
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// What the field accepts.
-    #[must_use]
-    pub fn reason(&self) -> &'static str {
-        self.reason
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker setting `{}`: {}",
-            self.field, self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use crate::config_error::ConfigError;
 
 /// Settings shared by every breaker of one layer (one per key when keyed).
 #[derive(Clone, Debug)]
@@ -157,29 +123,37 @@ impl Config {
         let pct = |v: f64| v.is_finite() && v > 0.0 && v <= 100.0;
         if !pct(self.failure_rate_threshold) {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "failure_rate_threshold",
                 "must be in (0, 100] percent",
             ));
         }
         if !pct(self.slow_call_rate_threshold) {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "slow_call_rate_threshold",
                 "must be in (0, 100] percent",
             ));
         }
         if self.slow_call_duration.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "slow_call_duration",
                 "must be greater than zero",
             ));
         }
         if self.minimum_calls == 0 {
-            return Err(ConfigError::new("minimum_calls", "must be at least 1"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "minimum_calls",
+                "must be at least 1",
+            ));
         }
         match self.window {
             Window::Count(n) => {
                 if n == 0 || n > MAX_COUNT_WINDOW {
                     return Err(ConfigError::new(
+                        "circuit breaker",
                         "window",
                         "a count window holds 1 to 1024 calls",
                     ));
@@ -188,6 +162,7 @@ impl Config {
                 // `minimum_calls` calls, which would silently change the setting's meaning.
                 if self.minimum_calls > n {
                     return Err(ConfigError::new(
+                        "circuit breaker",
                         "minimum_calls",
                         "must not exceed the count window's size",
                     ));
@@ -196,12 +171,14 @@ impl Config {
             Window::Time { length, buckets } => {
                 if buckets == 0 || buckets > MAX_BUCKETS {
                     return Err(ConfigError::new(
+                        "circuit breaker",
                         "window",
                         "a time window has 1 to 1024 buckets",
                     ));
                 }
                 if length / buckets < MS {
                     return Err(ConfigError::new(
+                        "circuit breaker",
                         "window",
                         "a time window's buckets must be at least 1 ms long",
                     ));
@@ -209,10 +186,15 @@ impl Config {
             }
         }
         if self.open_duration < MS {
-            return Err(ConfigError::new("open_duration", "must be at least 1 ms"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "open_duration",
+                "must be at least 1 ms",
+            ));
         }
         if !(self.backoff_multiplier.is_finite() && self.backoff_multiplier >= 1.0) {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "backoff_multiplier",
                 "must be a finite number of at least 1",
             ));
@@ -221,42 +203,66 @@ impl Config {
             self.max_open_duration = self.max_open_duration.max(self.open_duration);
         } else if self.max_open_duration < self.open_duration {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "max_open_duration",
                 "must not be shorter than open_duration",
             ));
         }
         if !(self.jitter.is_finite() && (0.0..=1.0).contains(&self.jitter)) {
-            return Err(ConfigError::new("jitter", "must be in [0, 1]"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "jitter",
+                "must be in [0, 1]",
+            ));
         }
         if self.half_open_permits == 0 || self.half_open_permits > MAX_HALF_OPEN_PERMITS {
-            return Err(ConfigError::new("half_open_permits", "must be 1 to 1024"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "half_open_permits",
+                "must be 1 to 1024",
+            ));
         }
         if self.max_half_open_wait.is_some_and(|d| d < MS) {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "max_half_open_wait",
                 "must be at least 1 ms (or None to wait for every probe)",
             ));
         }
         if !matches!(self.after_max_half_open_wait, State::Open | State::Closed) {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "after_max_half_open_wait",
                 "must be State::Open or State::Closed",
             ));
         }
         if self.initial_state == State::HalfOpen {
             return Err(ConfigError::new(
+                "circuit breaker",
                 "initial_state",
                 "a breaker cannot start half-open",
             ));
         }
         if self.max_keys == 0 {
-            return Err(ConfigError::new("max_keys", "must be at least 1"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "max_keys",
+                "must be at least 1",
+            ));
         }
         if self.idle_timeout < MS {
-            return Err(ConfigError::new("idle_timeout", "must be at least 1 ms"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "idle_timeout",
+                "must be at least 1 ms",
+            ));
         }
         if self.event_capacity == 0 || self.event_capacity > MAX_EVENT_CAPACITY {
-            return Err(ConfigError::new("event_capacity", "must be 1 to 65536"));
+            return Err(ConfigError::new(
+                "circuit breaker",
+                "event_capacity",
+                "must be 1 to 65536",
+            ));
         }
         Ok(self)
     }

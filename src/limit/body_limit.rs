@@ -43,7 +43,11 @@ impl BodyLimitLayer {
     /// A [`ConfigError`] naming `limit` when it is zero.
     pub fn new(limit: usize) -> Result<Self, ConfigError> {
         if limit == 0 {
-            return Err(ConfigError::new("limit", "must be at least 1 byte"));
+            return Err(ConfigError::new(
+                "limit",
+                "limit",
+                "must be at least 1 byte",
+            ));
         }
         Ok(Self {
             limit: Some(limit),

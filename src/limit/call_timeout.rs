@@ -75,7 +75,11 @@ impl CallTimeoutLayer {
     /// A [`ConfigError`] naming `timeout` when it is zero.
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
         if timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be more than zero"));
+            return Err(ConfigError::new(
+                "limit",
+                "timeout",
+                "must be more than zero",
+            ));
         }
         Ok(Self { timeout })
     }

@@ -71,10 +71,15 @@ impl LoadShedLayer {
     /// holds ([`Semaphore::MAX_PERMITS`]).
     pub fn new(max_in_flight: usize) -> Result<Self, ConfigError> {
         if max_in_flight == 0 {
-            return Err(ConfigError::new("max_in_flight", "must be at least 1"));
+            return Err(ConfigError::new(
+                "limit",
+                "max_in_flight",
+                "must be at least 1",
+            ));
         }
         if max_in_flight > Semaphore::MAX_PERMITS {
             return Err(ConfigError::new(
+                "limit",
                 "max_in_flight",
                 "must be at most tokio's Semaphore::MAX_PERMITS",
             ));

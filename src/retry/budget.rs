@@ -111,16 +111,21 @@ impl RetryBudget {
         retry_ratio: f64,
     ) -> Result<Self, ConfigError> {
         if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(60) {
-            return Err(ConfigError::new("ttl", "must be 1 s to 60 s"));
+            return Err(ConfigError::new("retry", "ttl", "must be 1 s to 60 s"));
         }
         if min_retries_per_sec > 100_000 {
             return Err(ConfigError::new(
+                "retry",
                 "min_retries_per_sec",
                 "must be 0 to 100000",
             ));
         }
         if !(retry_ratio.is_finite() && (0.0..=100.0).contains(&retry_ratio)) {
-            return Err(ConfigError::new("retry_ratio", "must be in [0, 100]"));
+            return Err(ConfigError::new(
+                "retry",
+                "retry_ratio",
+                "must be in [0, 100]",
+            ));
         }
         // In range by the checks above: at most 100 000 milli-tokens per deposit, and
         // 100 000 × 60 000 milli-tokens of reserve.

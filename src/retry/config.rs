@@ -1,6 +1,6 @@
 //! The validated settings and the error naming a bad one.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
 /// The most attempts (the first included) a request may get.
 pub const MAX_ATTEMPTS: u32 = 10;
@@ -20,39 +20,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// let err = RetryBudget::new(Duration::from_millis(500), 10, 0.2).unwrap_err();
 /// assert_eq!(err.field(), "ttl");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
-        Self { field, reason }
-    }
-
-    /// The invalid setting: a [`RetryBuilder`](super::RetryBuilder) method such as
-    /// `"max_attempts"`, or an argument of [`RetryBudget::new`](super::RetryBudget::new)
-    /// (`"ttl"`, `"min_retries_per_sec"`, `"retry_ratio"`).
-    #[must_use]
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// What the setting accepts.
-    #[must_use]
-    pub fn reason(&self) -> &'static str {
-        self.reason
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid retry setting `{}`: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use crate::config_error::ConfigError;
 
 /// The per-layer settings the futures read; `Copy` so that a future holds them by value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +45,11 @@ impl Config {
     /// Checks every field; the first problem found is returned.
     pub(crate) fn validate(self) -> Result<Self, ConfigError> {
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
-            return Err(ConfigError::new("max_attempts", "must be 1 to 10"));
+            return Err(ConfigError::new("retry", "max_attempts", "must be 1 to 10"));
         }
         if self.initial_backoff < Duration::from_millis(1) {
             return Err(ConfigError::new(
+                "retry",
                 "backoff",
                 "the initial backoff must be at least 1 ms",
             ));
@@ -88,12 +57,14 @@ impl Config {
         // Rejected rather than clamped: a cap below the start would silently change both.
         if self.max_backoff < self.initial_backoff {
             return Err(ConfigError::new(
+                "retry",
                 "backoff",
                 "the maximum backoff must not be shorter than the initial one",
             ));
         }
         if self.max_backoff > MAX_BACKOFF {
             return Err(ConfigError::new(
+                "retry",
                 "backoff",
                 "the maximum backoff must be at most 60 s",
             ));
