@@ -1,9 +1,6 @@
 //! Prometheus metrics of fallback caches, read from the stores at scrape time.
 
-use std::{
-    fmt,
-    sync::{Arc, Mutex, PoisonError, Weak},
-};
+use std::fmt;
 
 use prometheus_client::{
     collector::Collector,
@@ -13,6 +10,7 @@ use prometheus_client::{
 };
 
 use super::{FallbackCacheHandle, Stats, layer::Shared};
+use crate::metrics::tracked::Tracked;
 
 /// The metrics of any number of fallback caches, as one collector in a prometheus-client
 /// [`Registry`], each series labelled `cache` (the builder's [`name`](super::FallbackCacheBuilder::name)):
@@ -47,7 +45,7 @@ use super::{FallbackCacheHandle, Stats, layer::Shared};
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct FallbackCacheMetrics {
-    sources: Arc<Mutex<Vec<Weak<Shared>>>>,
+    sources: Tracked<Shared>,
 }
 
 impl FallbackCacheMetrics {
@@ -61,9 +59,7 @@ impl FallbackCacheMetrics {
 
     /// Adds the cache of `handle`'s layer.
     pub fn track(&self, handle: &FallbackCacheHandle) {
-        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        sources.retain(|s| s.strong_count() > 0);
-        sources.push(Arc::downgrade(&handle.shared));
+        self.sources.track(&handle.shared);
     }
 }
 
@@ -82,14 +78,9 @@ type Family = (&'static str, &'static str, fn(&Stats) -> u64);
 
 impl Collector for FallbackCacheMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let rows: Vec<(String, Stats)> = {
-            let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-            sources
-                .iter()
-                .filter_map(Weak::upgrade)
-                .map(|s| (s.config.name.clone(), s.store().stats))
-                .collect()
-        };
+        let rows: Vec<(String, Stats)> = self
+            .sources
+            .read(|s| (s.config.name.clone(), s.store().stats));
         let counters: [Family; 7] = [
             (
                 "fallback_cache_stale_served",

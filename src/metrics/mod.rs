@@ -274,6 +274,8 @@ mod layer;
 mod process;
 mod series;
 mod service;
+#[cfg(any(feature = "fallback-cache", feature = "retry"))]
+pub(crate) mod tracked;
 
 pub use self::{
     body::ResponseBody,

@@ -1,9 +1,6 @@
 //! Prometheus metrics of retry layers, read from the layers at scrape time.
 
-use std::{
-    fmt,
-    sync::{Arc, Mutex, PoisonError, Weak},
-};
+use std::fmt;
 
 use prometheus_client::{
     collector::Collector,
@@ -16,6 +13,7 @@ use super::{
     RetryHandle, RetryStats,
     handle::{GiveUp, Shared},
 };
+use crate::metrics::tracked::Tracked;
 
 /// The metrics of any number of retry layers, as one collector in a prometheus-client
 /// [`Registry`], each series labelled `retry` (the builder's [`name`](super::RetryBuilder::name)):
@@ -53,7 +51,7 @@ use super::{
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct RetryMetrics {
-    sources: Arc<Mutex<Vec<Weak<Shared>>>>,
+    sources: Tracked<Shared>,
 }
 
 impl RetryMetrics {
@@ -67,9 +65,7 @@ impl RetryMetrics {
 
     /// Adds the layer of `handle`.
     pub fn track(&self, handle: &RetryHandle) {
-        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        sources.retain(|s| s.strong_count() > 0);
-        sources.push(Arc::downgrade(&handle.shared));
+        self.sources.track(&handle.shared);
     }
 }
 
@@ -86,14 +82,7 @@ impl RetryHandle {
 
 impl Collector for RetryMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let rows: Vec<(String, RetryStats)> = {
-            let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-            sources
-                .iter()
-                .filter_map(Weak::upgrade)
-                .map(|s| (s.name.clone(), s.stats()))
-                .collect()
-        };
+        let rows: Vec<(String, RetryStats)> = self.sources.read(|s| (s.name.clone(), s.stats()));
 
         let mut m = encoder.encode_descriptor(
             "retry_retries",
