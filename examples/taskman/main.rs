@@ -16,6 +16,12 @@
 // `pub` marks each module's interface to the rest of the example; nothing is exported.
 #![allow(unreachable_pub)]
 
+// mimalloc, not glibc's malloc: measured with `cargo bench --bench load`, taskman serves about
+// a fifth more requests per second with it, and the observability layers cost a third less
+// (their spans are built on the request's thread and freed on the export thread).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod backend;
 mod client;

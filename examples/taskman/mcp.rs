@@ -40,16 +40,17 @@ pub struct Taskman {
 }
 
 /// The tools' names, the only values the `tool` label of the tool metrics takes (besides
-/// "unknown"), whatever names clients send.
-const TOOL_NAMES: [&str; 8] = [
-    "list_tasks",
-    "get_task",
-    "create_task",
-    "update_task",
-    "complete_task",
-    "delete_task",
-    "list_projects",
-    "create_project",
+/// "unknown"), whatever names clients send; each with its span name, spelled out so that no
+/// call formats one.
+const TOOLS: [(&str, &str); 8] = [
+    ("list_tasks", "tools/call list_tasks"),
+    ("get_task", "tools/call get_task"),
+    ("create_task", "tools/call create_task"),
+    ("update_task", "tools/call update_task"),
+    ("complete_task", "tools/call complete_task"),
+    ("delete_task", "tools/call delete_task"),
+    ("list_projects", "tools/call list_projects"),
+    ("create_project", "tools/call create_project"),
 ];
 
 // ----- arguments ---------------------------------------------------------------------------
@@ -491,10 +492,10 @@ impl ServerHandler for Taskman {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let request_id = request_id_of(&context);
-        let tool = TOOL_NAMES
+        let (tool, span_name) = TOOLS
             .into_iter()
-            .find(|name| *name == request.name)
-            .unwrap_or("unknown");
+            .find(|(name, _)| *name == request.name)
+            .unwrap_or(("unknown", "tools/call unknown"));
         // A child of the HTTP request's span, named and described as OpenTelemetry's MCP
         // conventions have it; over stdio there is no request span and it starts a trace.
         let parent = context
@@ -505,7 +506,7 @@ impl ServerHandler for Taskman {
         let span = tracing::info_span!(
             parent: parent.as_ref().and_then(tracing::Span::id),
             "tool_call",
-            otel.name = format!("tools/call {tool}"),
+            otel.name = span_name,
             otel.kind = "internal",
             mcp.method.name = "tools/call",
             gen_ai.tool.name = tool,

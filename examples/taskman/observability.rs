@@ -68,11 +68,12 @@ impl TaskmanMetrics {
 /// `mcp_tool_executions_total{tool,outcome}` and `mcp_tool_duration_seconds{tool}`.
 #[derive(Clone, Debug)]
 pub struct ToolMetrics {
-    executions: Family<Labels, Counter>,
-    duration: Family<Labels, Histogram, fn() -> Histogram>,
+    executions: Family<[Label; 2], Counter>,
+    duration: Family<[Label; 1], Histogram, fn() -> Histogram>,
 }
 
-type Labels = Vec<(&'static str, &'static str)>;
+/// A label pair; fixed-size arrays of them, unlike a `Vec`, cost no allocation per call.
+type Label = (&'static str, &'static str);
 
 impl ToolMetrics {
     fn register(registry: &mut Registry) -> Self {
@@ -101,10 +102,10 @@ impl ToolMetrics {
     /// label set stays bounded whatever clients send.
     pub fn record(&self, tool: &'static str, outcome: &'static str, started: Instant) {
         self.executions
-            .get_or_create(&vec![("tool", tool), ("outcome", outcome)])
+            .get_or_create(&[("tool", tool), ("outcome", outcome)])
             .inc();
         self.duration
-            .get_or_create(&vec![("tool", tool)])
+            .get_or_create(&[("tool", tool)])
             .observe(started.elapsed().as_secs_f64());
     }
 }

@@ -6,7 +6,10 @@
 //! [`CorrelationLayer::generate_ids`] makes W3C-compatible IDs itself, so log lines keep the
 //! same fields and `traceparent` still flows.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use opentelemetry::{
     Context,
@@ -15,6 +18,7 @@ use opentelemetry::{
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use tracing::{
     Subscriber,
+    dispatcher::WeakDispatch,
     field::{Field, Visit},
     span::{Attributes, Id, Record},
 };
@@ -48,6 +52,11 @@ pub(crate) const REQUEST_ID_FIELD: &str = "request_id";
 #[derive(Clone, Debug, Default)]
 pub struct CorrelationLayer {
     ids: Option<RandomIdGenerator>,
+    /// Set by [`TelemetryBuilder`](super::TelemetryBuilder), which installs tracing-opentelemetry
+    /// without context activation (entering a span then costs no OpenTelemetry context
+    /// switch): each span's OpenTelemetry IDs are read once, when it is made, through the
+    /// subscriber's own dispatcher.
+    otel: Option<Arc<OnceLock<WeakDispatch>>>,
 }
 
 impl CorrelationLayer {
@@ -65,6 +74,14 @@ impl CorrelationLayer {
     #[must_use]
     pub fn generate_ids(mut self) -> Self {
         self.ids = Some(RandomIdGenerator::default());
+        self
+    }
+
+    /// Reads each span's OpenTelemetry IDs when it is made, through `dispatch` (set once the
+    /// subscriber is built). The layer must sit outside tracing-opentelemetry's, so that the
+    /// OpenTelemetry span exists when this layer sees the new span.
+    pub(crate) fn read_otel_ids(mut self, dispatch: Arc<OnceLock<WeakDispatch>>) -> Self {
+        self.otel = Some(dispatch);
         self
     }
 }
@@ -87,46 +104,11 @@ where
         attrs.record(&mut visitor);
         let request_id = visitor.0;
 
-        let ids = self.ids.as_ref().map(|generator| {
-            // A remote parent attached by a server layer while it made this span wins over
-            // the local one: it is the parent the caller named.
-            let remote = (attrs.is_contextual())
-                .then(|| {
-                    Context::map_current(|cx| {
-                        let span = cx.span();
-                        let sc = span.span_context();
-                        sc.is_valid().then(|| sc.clone())
-                    })
-                })
-                .flatten();
-            let parent_sc = remote.or_else(|| {
-                let parent = if attrs.is_root() {
-                    None
-                } else if let Some(parent) = attrs.parent() {
-                    ctx.span(parent)
-                } else {
-                    ctx.lookup_current()
-                }?;
-                let extensions = parent.extensions();
-                extensions.get::<Correlation>()?.ids.clone()
-            });
-            match parent_sc {
-                Some(p) => SpanContext::new(
-                    p.trace_id(),
-                    generator.new_span_id(),
-                    p.trace_flags(),
-                    false,
-                    p.trace_state().clone(),
-                ),
-                None => SpanContext::new(
-                    generator.new_trace_id(),
-                    generator.new_span_id(),
-                    TraceFlags::default(),
-                    false,
-                    TraceState::default(),
-                ),
-            }
-        });
+        let ids = match (&self.otel, &self.ids) {
+            (Some(dispatch), _) => otel_ids(dispatch, id),
+            (None, Some(generator)) => Some(generated_ids(generator, attrs, &ctx)),
+            (None, None) => None,
+        };
 
         if (request_id.is_some() || ids.is_some())
             && let Some(span) = ctx.span(id)
@@ -150,6 +132,64 @@ where
                 ids: None,
             }),
         }
+    }
+}
+
+/// The OpenTelemetry IDs of span `id`, read through the subscriber's dispatcher.
+fn otel_ids(dispatch: &OnceLock<WeakDispatch>, id: &Id) -> Option<SpanContext> {
+    let dispatch = dispatch.get()?.upgrade()?;
+    let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.clone())
+}
+
+/// New IDs for a span: its own span ID in its parent's trace, or in a new trace.
+fn generated_ids<S>(
+    generator: &RandomIdGenerator,
+    attrs: &Attributes<'_>,
+    ctx: &LayerContext<'_, S>,
+) -> SpanContext
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    // A remote parent attached by a server layer while it made this span wins over
+    // the local one: it is the parent the caller named.
+    let remote = (attrs.is_contextual())
+        .then(|| {
+            Context::map_current(|cx| {
+                let span = cx.span();
+                let sc = span.span_context();
+                sc.is_valid().then(|| sc.clone())
+            })
+        })
+        .flatten();
+    let parent_sc = remote.or_else(|| {
+        let parent = if attrs.is_root() {
+            None
+        } else if let Some(parent) = attrs.parent() {
+            ctx.span(parent)
+        } else {
+            ctx.lookup_current()
+        }?;
+        let extensions = parent.extensions();
+        extensions.get::<Correlation>()?.ids.clone()
+    });
+    match parent_sc {
+        Some(p) => SpanContext::new(
+            p.trace_id(),
+            generator.new_span_id(),
+            p.trace_flags(),
+            false,
+            p.trace_state().clone(),
+        ),
+        None => SpanContext::new(
+            generator.new_trace_id(),
+            generator.new_span_id(),
+            TraceFlags::default(),
+            false,
+            TraceState::default(),
+        ),
     }
 }
 
@@ -195,7 +235,7 @@ impl SpanIds {
     /// The IDs of the current span.
     #[must_use]
     pub fn current() -> Option<Self> {
-        current_otel_ids().or_else(|| Self::of(&tracing::Span::current()))
+        Self::of(&tracing::Span::current()).or_else(current_otel_ids)
     }
 
     /// The IDs of `span`.
@@ -216,7 +256,8 @@ impl From<&SpanContext> for SpanIds {
 }
 
 /// The IDs of the OpenTelemetry context attached to this thread, which tracing-opentelemetry
-/// keeps in step with the entered span.
+/// keeps in step with the entered span when its context activation is on (its default; a
+/// subscriber assembled by hand with [`CorrelationLayer::new`] relies on it).
 fn current_otel_ids() -> Option<SpanIds> {
     Context::map_current(|cx| {
         let span = cx.span();
@@ -259,7 +300,7 @@ pub(crate) fn for_event<'a, R>(scope: Option<impl Iterator<Item = SpanRef<'a, R>
 where
     R: LookupSpan<'a> + 'a,
 {
-    let mut ids = current_otel_ids();
+    let mut ids = None;
     let mut request_id = None;
     let mut span_name = None;
     for span in scope.into_iter().flatten() {
@@ -275,6 +316,9 @@ where
         if ids.is_some() && request_id.is_some() {
             break;
         }
+    }
+    if ids.is_none() {
+        ids = current_otel_ids();
     }
     #[cfg(feature = "request-id")]
     if request_id.is_none() {

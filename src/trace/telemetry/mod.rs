@@ -14,7 +14,7 @@ use opentelemetry_sdk::{
     resource::TelemetryResourceDetector,
     trace::{Sampler, SdkTracerProvider},
 };
-use tracing::{Dispatch, dispatcher::WeakDispatch};
+use tracing::{Dispatch, dispatcher::WeakDispatch, level_filters::LevelFilter};
 use tracing_subscriber::{
     filter::Targets,
     fmt::{MakeWriter, writer::BoxMakeWriter},
@@ -27,6 +27,7 @@ use super::{CorrelationLayer, JsonFormat, SkipFields, TextFormat};
 mod export;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod span_events;
 mod stats;
 
 use stats::Counters;
@@ -110,6 +111,7 @@ pub struct TelemetryBuilder {
     writer: BoxMakeWriter,
     opentelemetry: bool,
     sample_rate: f64,
+    span_events: LevelFilter,
     debug: bool,
     #[cfg(feature = "otlp")]
     otlp_endpoint: Option<String>,
@@ -129,6 +131,7 @@ impl fmt::Debug for TelemetryBuilder {
             .field("format", &self.format)
             .field("opentelemetry", &self.opentelemetry)
             .field("sample_rate", &self.sample_rate)
+            .field("span_events", &self.span_events)
             .field("debug", &self.debug);
         #[cfg(feature = "otlp")]
         d.field("otlp_endpoint", &self.otlp_endpoint)
@@ -152,6 +155,7 @@ impl TelemetryBuilder {
             writer: BoxMakeWriter::new(std::io::stderr),
             opentelemetry: true,
             sample_rate: 1.0,
+            span_events: LevelFilter::WARN,
             debug: false,
             #[cfg(feature = "otlp")]
             otlp_endpoint: None,
@@ -285,6 +289,17 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The log lines that are also recorded on their span as OpenTelemetry span events: those
+    /// at `level` or more severe (default `WARN`, so a trace shows its warnings and errors
+    /// where they happened). `LevelFilter::OFF` records none; `INFO` adds the routine lines,
+    /// which the logs already have and which cost an allocation per field per line. Every
+    /// line the filter lets through is logged whatever this says.
+    #[must_use]
+    pub fn span_events(mut self, level: LevelFilter) -> Self {
+        self.span_events = level;
+        self
+    }
+
     /// Turns on export diagnostics: one `debug` line per export (spans, duration, error)
     /// from `tower_bulwark::trace::export`, and OpenTelemetry's own internal logs if some
     /// crate enables them (feature `internal-logs`). Default: off, dropped spans are still
@@ -387,21 +402,28 @@ impl TelemetryBuilder {
         } else {
             None
         };
+        let span_events = self.span_events;
         let otel = provider.as_ref().map(|provider| {
             let scope = InstrumentationScope::builder("tower-bulwark")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build();
-            tracing_opentelemetry::layer()
+            let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer_with_scope(scope))
                 // Each of these adds attributes (and allocations) to every span.
                 .with_tracked_inactivity(false)
+                // Attaching the span's OpenTelemetry context on every enter and exit (every
+                // poll of an instrumented future) is the costliest part of the layer; the
+                // parents come from the `tracing` span tree instead, and `CorrelationLayer`
+                // reads the IDs for log lines once per span.
+                .with_context_activation(false)
                 .with_threads(false)
                 .with_location(false)
                 .with_level(false)
-                .with_target(false)
+                .with_target(false);
+            layer.with_filter(span_events::SpanEventLevel(span_events))
         });
         let correlation = if self.opentelemetry {
-            CorrelationLayer::new()
+            CorrelationLayer::new().read_otel_ids(dispatch_cell.clone())
         } else {
             CorrelationLayer::new().generate_ids()
         };
@@ -440,15 +462,15 @@ impl TelemetryBuilder {
             ),
         };
 
-        // OpenTelemetry's layer last: `Layered` searches downcasts from the outside in, and the
-        // layers look it up (`OpenTelemetrySpanExt::context`) on every request.
+        // OpenTelemetry's layer inside the correlation layer: a new span reaches the inner
+        // layers first, so its OpenTelemetry span exists when `CorrelationLayer` reads its IDs.
         let subscriber = tracing_subscriber::registry()
             .with(targets)
+            .with(otel)
             .with(correlation)
             .with(json)
             .with(text)
-            .with(pretty)
-            .with(otel);
+            .with(pretty);
         let dispatch = Dispatch::new(subscriber);
         let _ = dispatch_cell.set(dispatch.downgrade());
         Ok((
