@@ -252,6 +252,25 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The mean and the half-width of its 95 % confidence interval (Student's t), so that a
+/// ratio is never quoted more precisely than the rounds allow.
+fn mean_with_interval(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (mean, f64::NAN);
+    }
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    // Two-sided 97.5 % quantiles of Student's t for 1..=30 degrees of freedom.
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    let t = T.get(n - 2).copied().unwrap_or(1.96);
+    (mean, t * (variance / n as f64).sqrt())
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -539,10 +558,12 @@ fn main() {
         let cpu = |case: usize, f: fn(&Sample) -> f64| {
             median(&samples[case].iter().map(f).collect::<Vec<_>>())
         };
+        let (mean, half_width) = mean_with_interval(ratios);
         println!(
-            "{tool}: on ÷ off per round {}; CPU per request (medians): taskman {:.0} → {:.0} µs, \
-             client {:.0} → {:.0} µs",
+            "{tool}: on ÷ off per round {} (median {:.3}, mean {mean:.3} ± {half_width:.3} at \
+             95 %); CPU per request (medians): taskman {:.0} → {:.0} µs, client {:.0} → {:.0} µs",
             shown.join(", "),
+            median(ratios),
             cpu(0, |s| s.server_cpu),
             cpu(1, |s| s.server_cpu),
             cpu(0, |s| s.client_cpu),
