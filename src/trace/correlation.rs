@@ -6,10 +6,7 @@
 //! [`CorrelationLayer::generate_ids`] makes W3C-compatible IDs itself, so log lines keep the
 //! same fields and `traceparent` still flows.
 
-use std::{
-    fmt,
-    sync::{Arc, OnceLock},
-};
+use std::{fmt, sync::Arc};
 
 use opentelemetry::{
     Context,
@@ -18,11 +15,12 @@ use opentelemetry::{
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use tracing::{
     Subscriber,
-    dispatcher::WeakDispatch,
     field::{Field, Visit},
     span::{Attributes, Id, Record},
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::telemetry::OtelSpan;
 use tracing_subscriber::{
     Registry,
     layer::{Context as LayerContext, Layer},
@@ -52,11 +50,9 @@ pub(crate) const REQUEST_ID_FIELD: &str = "request_id";
 #[derive(Clone, Debug, Default)]
 pub struct CorrelationLayer {
     ids: Option<RandomIdGenerator>,
-    /// Set by [`TelemetryBuilder`](super::TelemetryBuilder), which installs tracing-opentelemetry
-    /// without context activation (entering a span then costs no OpenTelemetry context
-    /// switch): each span's OpenTelemetry IDs are read once, when it is made, through the
-    /// subscriber's own dispatcher.
-    otel: Option<Arc<OnceLock<WeakDispatch>>>,
+    /// Set by [`TelemetryBuilder`](super::TelemetryBuilder): each span's IDs are those of the
+    /// OpenTelemetry span its span recorder made, read once, when the span is made.
+    recorded: bool,
 }
 
 impl CorrelationLayer {
@@ -77,11 +73,10 @@ impl CorrelationLayer {
         self
     }
 
-    /// Reads each span's OpenTelemetry IDs when it is made, through `dispatch` (set once the
-    /// subscriber is built). The layer must sit outside tracing-opentelemetry's, so that the
-    /// OpenTelemetry span exists when this layer sees the new span.
-    pub(crate) fn read_otel_ids(mut self, dispatch: Arc<OnceLock<WeakDispatch>>) -> Self {
-        self.otel = Some(dispatch);
+    /// Takes each span's IDs from the OpenTelemetry span the telemetry's span recorder made
+    /// for it; the recorder must sit inside this layer, so that it sees a new span first.
+    pub(crate) fn read_recorded_ids(mut self) -> Self {
+        self.recorded = true;
         self
     }
 }
@@ -104,10 +99,12 @@ where
         attrs.record(&mut visitor);
         let request_id = visitor.0;
 
-        let ids = match (&self.otel, &self.ids) {
-            (Some(dispatch), _) => otel_ids(dispatch, id),
-            (None, Some(generator)) => Some(generated_ids(generator, attrs, &ctx)),
-            (None, None) => None,
+        let ids = match &self.ids {
+            _ if self.recorded => ctx
+                .span(id)
+                .and_then(|span| recorded_ids(&span.extensions())),
+            Some(generator) => Some(generated_ids(generator, attrs, &ctx)),
+            None => None,
         };
 
         if (request_id.is_some() || ids.is_some())
@@ -135,10 +132,9 @@ where
     }
 }
 
-/// The OpenTelemetry IDs of span `id`, read through the subscriber's dispatcher.
-fn otel_ids(dispatch: &OnceLock<WeakDispatch>, id: &Id) -> Option<SpanContext> {
-    let dispatch = dispatch.get()?.upgrade()?;
-    let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+/// The IDs of the OpenTelemetry span the span recorder made for a span.
+fn recorded_ids(extensions: &tracing_subscriber::registry::Extensions<'_>) -> Option<SpanContext> {
+    let OtelSpan(cx) = extensions.get::<OtelSpan>()?;
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| sc.clone())
@@ -267,23 +263,31 @@ fn current_otel_ids() -> Option<SpanIds> {
 }
 
 /// The span context of `span`, with its OpenTelemetry context when there is one (it carries
-/// the baggage). Starts the OpenTelemetry span if it was not yet started.
+/// the baggage): the span recorder's, else the generated IDs, else tracing-opentelemetry's.
 pub(crate) fn span_context(span: &tracing::Span) -> Option<(SpanContext, Option<Context>)> {
     if span.is_disabled() {
         return None;
     }
+    let ours = span
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<Registry>()?;
+            let span = registry.span(id)?;
+            let extensions = span.extensions();
+            if let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() {
+                let sc = cx.span().span_context().clone();
+                return sc.is_valid().then(|| (sc, Some(cx.clone())));
+            }
+            let ids = extensions.get::<Correlation>()?.ids.clone()?;
+            Some((ids, None))
+        })
+        .flatten();
+    if ours.is_some() {
+        return ours;
+    }
+    // A subscriber assembled by hand with tracing-opentelemetry's layer.
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    if sc.is_valid() {
-        return Some((sc, Some(cx)));
-    }
-    span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let span = registry.span(id)?;
-        let ids = span.extensions().get::<Correlation>()?.ids.clone()?;
-        Some((ids, None))
-    })
-    .flatten()
+    sc.is_valid().then_some((sc, Some(cx)))
 }
 
 /// What a log line written in a span scope carries.

@@ -12,9 +12,11 @@
 //!   (feature `otlp`) a bounded OTLP/HTTP export that a slow or dead collector cannot turn
 //!   into slow requests.
 //!
-//! The spans are ordinary `tracing` spans; tracing-opentelemetry turns them into
-//! OpenTelemetry spans, so fmt logs and exported traces share one span tree, and spans your
-//! handlers make (`#[tracing::instrument]`, `info_span!`) nest under the request's. Both
+//! The spans are ordinary `tracing` spans; [`TelemetryBuilder`]'s span recorder turns them
+//! into OpenTelemetry spans (asking the sampler first, recording fields only on sampled
+//! spans, nothing on enter or exit), so fmt logs and exported traces share one span tree, and
+//! spans your handlers make (`#[tracing::instrument]`, `info_span!`) nest under the request's.
+//! The layers also work under a subscriber you assemble with tracing-opentelemetry's layer. Both
 //! layers work on any `tower::Service<http::Request<B>, Response = http::Response<B2>>`,
 //! keep the inner service's error type and never fail a request.
 //!
@@ -132,8 +134,7 @@
 //! the sampler decides at once, and the name and attributes above are added only to a
 //! sampled span (straight onto the OpenTelemetry span) or, without OpenTelemetry, to the
 //! `tracing` fields (which text logs show). An unsampled request so skips the string
-//! formatting and allocations tracing-opentelemetry would spend on attributes it then
-//! drops. A custom sampler therefore sees the kind and the names `http.server.request` /
+//! formatting and allocations spent on attributes that would then be dropped. A custom sampler therefore sees the kind and the names `http.server.request` /
 //! `http.client.request`, not the attributes; a ratio or parent-based sampler needs neither.
 //!
 //! # Trace context

@@ -27,9 +27,11 @@ use super::{CorrelationLayer, JsonFormat, SkipFields, TextFormat};
 mod export;
 #[cfg(feature = "otlp")]
 mod otlp;
-mod span_events;
+mod record;
 mod stats;
 
+pub(crate) use record::OtelSpan;
+use record::SpanRecorder;
 use stats::Counters;
 pub use stats::ExportStats;
 
@@ -402,28 +404,14 @@ impl TelemetryBuilder {
         } else {
             None
         };
-        let span_events = self.span_events;
         let otel = provider.as_ref().map(|provider| {
             let scope = InstrumentationScope::builder("tower-bulwark")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build();
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer_with_scope(scope))
-                // Each of these adds attributes (and allocations) to every span.
-                .with_tracked_inactivity(false)
-                // Attaching the span's OpenTelemetry context on every enter and exit (every
-                // poll of an instrumented future) is the costliest part of the layer; the
-                // parents come from the `tracing` span tree instead, and `CorrelationLayer`
-                // reads the IDs for log lines once per span.
-                .with_context_activation(false)
-                .with_threads(false)
-                .with_location(false)
-                .with_level(false)
-                .with_target(false);
-            layer.with_filter(span_events::SpanEventLevel(span_events))
+            SpanRecorder::new(provider.tracer_with_scope(scope), self.span_events)
         });
         let correlation = if self.opentelemetry {
-            CorrelationLayer::new().read_otel_ids(dispatch_cell.clone())
+            CorrelationLayer::new().read_recorded_ids()
         } else {
             CorrelationLayer::new().generate_ids()
         };
@@ -462,8 +450,8 @@ impl TelemetryBuilder {
             ),
         };
 
-        // OpenTelemetry's layer inside the correlation layer: a new span reaches the inner
-        // layers first, so its OpenTelemetry span exists when `CorrelationLayer` reads its IDs.
+        // The span recorder inside the correlation layer: a new span reaches the inner layers
+        // first, so its OpenTelemetry span exists when `CorrelationLayer` reads its IDs.
         let subscriber = tracing_subscriber::registry()
             .with(targets)
             .with(otel)

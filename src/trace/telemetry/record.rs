@@ -1,0 +1,575 @@
+//! The OpenTelemetry span of each `tracing` span, made straight from the SDK's tracer.
+//!
+//! tracing-opentelemetry does the same job more generally: it collects every field into a
+//! span builder before the sampler has decided, keeps the span behind a lock, and stamps the
+//! time on every exit (every poll of an instrumented future), so a span it drops costs nearly
+//! as much as one it exports. [`SpanRecorder`] asks the sampler first, with only the name and
+//! kind, records fields only on spans that are sampled, and does nothing on enter and exit:
+//! the span's start and end are when the `tracing` span is made and closed.
+//!
+//! What it records, as tracing-opentelemetry does: `otel.name`, `otel.kind`,
+//! `otel.status_code` and `otel.status_description` set the span's name, kind and status; every
+//! other field is an attribute; log lines at or above the configured level are span events
+//! (`message` is the event's name; `level` and `target` are added) and one at `ERROR` sets an
+//! error status if none was set. The parent is the caller's context attached while the span is
+//! made (see `ServerTraceService`), else the `tracing` parent.
+
+use std::{borrow::Cow, fmt, time::SystemTime};
+
+use opentelemetry::{
+    Context, KeyValue, Value,
+    baggage::BaggageExt as _,
+    trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _},
+};
+use opentelemetry_sdk::trace::SdkTracer;
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+    level_filters::LevelFilter,
+    span::{Attributes, Id, Record},
+};
+use tracing_subscriber::{
+    layer::{Context as LayerContext, Layer},
+    registry::LookupSpan,
+};
+
+/// The OpenTelemetry context of a `tracing` span (its span, and the baggage it inherited),
+/// kept in the span's extensions while the span lives.
+#[derive(Clone, Debug)]
+pub(crate) struct OtelSpan(pub(crate) Context);
+
+/// Makes an OpenTelemetry span for every `tracing` span; see the [module docs](self).
+pub(super) struct SpanRecorder {
+    tracer: SdkTracer,
+    span_events: LevelFilter,
+}
+
+impl SpanRecorder {
+    pub(super) fn new(tracer: SdkTracer, span_events: LevelFilter) -> Self {
+        Self {
+            tracer,
+            span_events,
+        }
+    }
+
+    /// The context a new span continues.
+    fn parent_context<S>(&self, attrs: &Attributes<'_>, ctx: &LayerContext<'_, S>) -> Context
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if attrs.is_root() {
+            return Context::new();
+        }
+        if let Some(parent) = attrs.parent() {
+            return ctx
+                .span(parent)
+                .and_then(|span| span.extensions().get::<OtelSpan>().map(|o| o.0.clone()))
+                .unwrap_or_default();
+        }
+        // A caller's context attached by a server layer while it made this span wins over an
+        // enclosing span: it is the parent the caller named.
+        let attached = Context::map_current(|cx| {
+            (cx.has_active_span() || !cx.baggage().is_empty()).then(|| cx.clone())
+        });
+        attached
+            .or_else(|| {
+                let current = ctx.lookup_current()?;
+                let extensions = current.extensions();
+                extensions.get::<OtelSpan>().map(|o| o.0.clone())
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for SpanRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanRecorder")
+            .field("span_events", &self.span_events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SpanRecorder
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let parent = self.parent_context(attrs, &ctx);
+        // Name and kind first: all the sampler sees.
+        let mut head = Head {
+            name: Cow::Borrowed(attrs.metadata().name()),
+            kind: SpanKind::Internal,
+        };
+        attrs.record(&mut head);
+        let builder = SpanBuilder::from_name(head.name)
+            .with_kind(head.kind)
+            .with_start_time(SystemTime::now());
+        let mut otel_span = self.tracer.build_with_context(builder, &parent);
+        let mut status = StatusFields::default();
+        if otel_span.is_recording() {
+            attrs.record(&mut Fields {
+                target: &mut otel_span,
+                status: &mut status,
+            });
+        }
+        let mut extensions = span.extensions_mut();
+        extensions.insert(OtelSpan(parent.with_span(otel_span)));
+        if status.is_set() {
+            extensions.insert(status);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut status = StatusFields::default();
+        {
+            let extensions = span.extensions();
+            let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() else {
+                return;
+            };
+            let otel_span = cx.span();
+            if !otel_span.is_recording() {
+                return;
+            }
+            values.record(&mut Fields {
+                target: &mut SpanRefFields(&otel_span),
+                status: &mut status,
+            });
+        }
+        if status.is_set() {
+            let mut extensions = span.extensions_mut();
+            match extensions.get_mut::<StatusFields>() {
+                Some(earlier) => earlier.merge(status),
+                None => extensions.insert(status),
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+        let metadata = event.metadata();
+        if self.span_events < *metadata.level() {
+            return;
+        }
+        let span = match event.parent() {
+            Some(parent) => ctx.span(parent),
+            None if event.is_contextual() => ctx.lookup_current(),
+            None => None,
+        };
+        let Some(span) = span else { return };
+        let extensions = span.extensions();
+        let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() else {
+            return;
+        };
+        let otel_span = cx.span();
+        if !otel_span.is_recording() {
+            return;
+        }
+        let mut fields = EventFields {
+            name: None,
+            attributes: vec![
+                KeyValue::new("level", metadata.level().as_str()),
+                KeyValue::new("target", metadata.target()),
+            ],
+        };
+        event.record(&mut fields);
+        let name = fields
+            .name
+            .map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
+        if *metadata.level() == tracing::Level::ERROR {
+            // The SDK keeps an error status already set (with its description).
+            otel_span.set_status(Status::error(name.clone()));
+        }
+        otel_span.add_event(name, fields.attributes);
+    }
+
+    fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let (removed, status) = {
+            let mut extensions = span.extensions_mut();
+            (
+                extensions.remove::<OtelSpan>(),
+                extensions.remove::<StatusFields>(),
+            )
+        };
+        if let Some(OtelSpan(cx)) = removed {
+            let otel_span = cx.span();
+            if let Some(status) = status.and_then(StatusFields::into_status) {
+                otel_span.set_status(status);
+            }
+            otel_span.end();
+        }
+    }
+}
+
+/// The fields that decide a span's name and kind.
+struct Head {
+    name: Cow<'static, str>,
+    kind: SpanKind,
+}
+
+impl Visit for Head {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "otel.name" => self.name = Cow::Owned(value.to_owned()),
+            "otel.kind" => self.kind = span_kind(value).unwrap_or(SpanKind::Internal),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "otel.name" => self.name = Cow::Owned(format!("{value:?}")),
+            "otel.kind" => {
+                if let Some(kind) = span_kind(&format!("{value:?}")) {
+                    self.kind = kind;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn span_kind(text: &str) -> Option<SpanKind> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "server" => SpanKind::Server,
+        "client" => SpanKind::Client,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        "internal" => SpanKind::Internal,
+        _ => return None,
+    })
+}
+
+/// Where [`Fields`] writes: the span being made, or one already in a context.
+trait Target {
+    fn attribute(&mut self, attribute: KeyValue);
+    fn name(&mut self, name: String);
+}
+
+/// `otel.status_code` and `otel.status_description`, which may come in separate records: the
+/// SDK keeps the first error status set, so the status is set once, when the span ends.
+#[derive(Debug, Default)]
+struct StatusFields {
+    code: Option<bool>,
+    description: Option<String>,
+}
+
+impl StatusFields {
+    fn is_set(&self) -> bool {
+        self.code.is_some() || self.description.is_some()
+    }
+
+    fn merge(&mut self, later: Self) {
+        if later.code.is_some() {
+            self.code = later.code;
+        }
+        if later.description.is_some() {
+            self.description = later.description;
+        }
+    }
+
+    /// `Some(true)` in `code` is an error, `Some(false)` ok; a description alone is an error.
+    fn into_status(self) -> Option<Status> {
+        match (self.code, self.description) {
+            (Some(false), _) => Some(Status::Ok),
+            (Some(true), description) | (None, description @ Some(_)) => {
+                Some(Status::error(description.unwrap_or_default()))
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+impl Target for opentelemetry_sdk::trace::Span {
+    fn attribute(&mut self, attribute: KeyValue) {
+        self.set_attribute(attribute);
+    }
+    fn name(&mut self, name: String) {
+        self.update_name(name);
+    }
+}
+
+struct SpanRefFields<'a, 'b>(&'a opentelemetry::trace::SpanRef<'b>);
+
+impl Target for SpanRefFields<'_, '_> {
+    fn attribute(&mut self, attribute: KeyValue) {
+        self.0.set_attribute(attribute);
+    }
+    fn name(&mut self, name: String) {
+        self.0.update_name(name);
+    }
+}
+
+/// A span's fields: `otel.*` set its name and status, the rest are attributes.
+struct Fields<'a, T> {
+    target: &'a mut T,
+    status: &'a mut StatusFields,
+}
+
+impl<T: Target> Fields<'_, T> {
+    fn text(&mut self, field: &Field, value: String) {
+        match field.name() {
+            // Set when the span was made.
+            "otel.kind" => {}
+            "otel.name" => self.target.name(value),
+            "otel.status_code" => match value.to_ascii_lowercase().as_str() {
+                "error" => self.status.code = Some(true),
+                "ok" => self.status.code = Some(false),
+                _ => {}
+            },
+            "otel.status_description" => self.status.description = Some(value),
+            name => self.target.attribute(KeyValue::new(name, value)),
+        }
+    }
+}
+
+impl<T: Target> Visit for Fields<'_, T> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.target.attribute(KeyValue::new(field.name(), value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.target.attribute(KeyValue::new(field.name(), value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let value =
+            i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64);
+        self.target.attribute(KeyValue::new(field.name(), value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.target.attribute(KeyValue::new(field.name(), value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.text(field, format!("{value:?}"));
+    }
+}
+
+/// A log line's fields: `message` names the event, the rest are its attributes.
+struct EventFields {
+    name: Option<String>,
+    attributes: Vec<KeyValue>,
+}
+
+impl EventFields {
+    fn text(&mut self, field: &Field, value: String) {
+        if field.name() == "message" {
+            self.name = Some(value);
+        } else {
+            self.attributes.push(KeyValue::new(field.name(), value));
+        }
+    }
+}
+
+impl Visit for EventFields {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let value =
+            i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64);
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.attributes.push(KeyValue::new(field.name(), value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.text(field, format!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _,
+    };
+    use opentelemetry_sdk::{
+        error::OTelSdkResult,
+        trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor},
+    };
+    use tracing_subscriber::prelude::*;
+
+    use super::*;
+    use crate::trace::{CorrelationLayer, SpanIds};
+
+    #[derive(Clone, Debug, Default)]
+    struct Ended(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Ended {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span);
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    fn recorded(sampler: Sampler, run: impl FnOnce()) -> Vec<SpanData> {
+        let ended = Ended::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_span_processor(ended.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(SpanRecorder::new(provider.tracer("t"), LevelFilter::WARN))
+            .with(CorrelationLayer::new().read_recorded_ids());
+        tracing::subscriber::with_default(subscriber, run);
+        ended.0.lock().unwrap().clone()
+    }
+
+    fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn fields_become_name_kind_status_and_attributes() {
+        let mut ids = None;
+        let spans = recorded(Sampler::AlwaysOn, || {
+            let span = tracing::info_span!(
+                "request",
+                otel.name = "GET /tasks",
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                count = 3_i64,
+                big = u64::MAX,
+                ok = true,
+                ratio = 0.5,
+                text = "a",
+                debug = ?[1, 2],
+                late = tracing::field::Empty,
+            );
+            span.record("late", "b");
+            span.record("otel.status_code", "error");
+            span.record("otel.status_description", "it broke");
+            ids = SpanIds::of(&span);
+        });
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.name, "GET /tasks");
+        assert_eq!(span.span_kind, SpanKind::Server);
+        assert_eq!(span.status, Status::error("it broke"));
+        assert_eq!(attribute(span, "count"), Some(&Value::I64(3)));
+        assert_eq!(
+            attribute(span, "big"),
+            Some(&Value::from(u64::MAX.to_string()))
+        );
+        assert_eq!(attribute(span, "ok"), Some(&Value::Bool(true)));
+        assert_eq!(attribute(span, "ratio"), Some(&Value::F64(0.5)));
+        assert_eq!(attribute(span, "text"), Some(&Value::from("a")));
+        assert_eq!(attribute(span, "debug"), Some(&Value::from("[1, 2]")));
+        assert_eq!(attribute(span, "late"), Some(&Value::from("b")));
+        assert!(attribute(span, "otel.kind").is_none());
+        let ids = ids.unwrap();
+        assert_eq!(ids.trace_id, span.span_context.trace_id());
+        assert_eq!(ids.span_id, span.span_context.span_id());
+        assert!(ids.sampled);
+        assert!(span.end_time >= span.start_time);
+    }
+
+    #[test]
+    fn only_lines_at_the_level_become_span_events_and_an_error_sets_the_status() {
+        let spans = recorded(Sampler::AlwaysOn, || {
+            tracing::info_span!("request").in_scope(|| {
+                tracing::info!("routine");
+                tracing::warn!(attempt = 2, "odd");
+                tracing::debug!("noise");
+                tracing::error!("broken");
+            });
+        });
+        let span = &spans[0];
+        let names: Vec<_> = span.events.iter().map(|e| e.name.to_string()).collect();
+        assert_eq!(names, ["odd", "broken"]);
+        let odd = &span.events[0];
+        let has = |key: &str, value: Value| {
+            odd.attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == key && kv.value == value)
+        };
+        assert!(has("level", Value::from("WARN")));
+        assert!(has("attempt", Value::I64(2)));
+        assert!(has("target", Value::from(module_path!())));
+        assert_eq!(span.status, Status::error("broken"));
+    }
+
+    #[test]
+    fn children_follow_their_parents_and_an_attached_caller_wins() {
+        let remote = SpanContext::new(
+            TraceId::from(42_u128),
+            SpanId::from(7_u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let spans = recorded(Sampler::AlwaysOn, || {
+            let outer = tracing::info_span!("outer");
+            let inner = outer.in_scope(|| tracing::info_span!("inner"));
+            let explicit = tracing::info_span!(parent: &inner, "explicit");
+            let server = outer.in_scope(|| {
+                let _attached = Context::new()
+                    .with_remote_span_context(remote.clone())
+                    .attach();
+                tracing::info_span!("server")
+            });
+            drop((explicit, inner, server, outer));
+        });
+        let by_name = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+        let (outer, inner, explicit, server) = (
+            by_name("outer"),
+            by_name("inner"),
+            by_name("explicit"),
+            by_name("server"),
+        );
+        assert_eq!(outer.parent_span_id, SpanId::INVALID);
+        assert_eq!(inner.parent_span_id, outer.span_context.span_id());
+        assert_eq!(inner.span_context.trace_id(), outer.span_context.trace_id());
+        assert_eq!(explicit.parent_span_id, inner.span_context.span_id());
+        assert_eq!(server.span_context.trace_id(), TraceId::from(42_u128));
+        assert_eq!(server.parent_span_id, SpanId::from(7_u64));
+        assert!(server.parent_span_is_remote);
+    }
+
+    #[test]
+    fn unsampled_spans_keep_ids_for_the_logs_and_are_not_exported() {
+        let mut ids = None;
+        let spans = recorded(Sampler::AlwaysOff, || {
+            let span = tracing::info_span!("request", text = "a");
+            span.in_scope(|| tracing::error!("broken"));
+            ids = SpanIds::of(&span);
+        });
+        assert!(spans.is_empty());
+        let ids = ids.unwrap();
+        assert!(!ids.sampled);
+        assert_ne!(ids.trace_id, TraceId::INVALID);
+    }
+}
