@@ -108,10 +108,10 @@ where
         let mut otel_span = self.tracer.build_with_context(builder, &parent);
         let mut status = StatusFields::default();
         if otel_span.is_recording() {
-            attrs.record(&mut Fields {
+            attrs.record(&mut Visitor(&mut Fields {
                 target: &mut otel_span,
                 status: &mut status,
-            });
+            }));
         }
         let mut extensions = span.extensions_mut();
         extensions.insert(OtelSpan(parent.with_span(otel_span)));
@@ -125,17 +125,13 @@ where
         let mut status = StatusFields::default();
         {
             let extensions = span.extensions();
-            let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() else {
+            let Some(otel_span) = recording(&extensions) else {
                 return;
             };
-            let otel_span = cx.span();
-            if !otel_span.is_recording() {
-                return;
-            }
-            values.record(&mut Fields {
+            values.record(&mut Visitor(&mut Fields {
                 target: &mut SpanRefFields(&otel_span),
                 status: &mut status,
-            });
+            }));
         }
         if status.is_set() {
             let mut extensions = span.extensions_mut();
@@ -158,13 +154,9 @@ where
         };
         let Some(span) = span else { return };
         let extensions = span.extensions();
-        let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() else {
+        let Some(otel_span) = recording(&extensions) else {
             return;
         };
-        let otel_span = cx.span();
-        if !otel_span.is_recording() {
-            return;
-        }
         let mut fields = EventFields {
             name: None,
             attributes: vec![
@@ -172,7 +164,7 @@ where
                 KeyValue::new("target", metadata.target()),
             ],
         };
-        event.record(&mut fields);
+        event.record(&mut Visitor(&mut fields));
         let name = fields
             .name
             .map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
@@ -200,6 +192,15 @@ where
             otel_span.end();
         }
     }
+}
+
+/// The OpenTelemetry span kept in `extensions`, if it is sampled.
+fn recording<'a>(
+    extensions: &'a tracing_subscriber::registry::Extensions<'_>,
+) -> Option<opentelemetry::trace::SpanRef<'a>> {
+    let OtelSpan(cx) = extensions.get::<OtelSpan>()?;
+    let span = cx.span();
+    span.is_recording().then_some(span)
 }
 
 /// The fields that decide a span's name and kind.
@@ -324,34 +325,6 @@ impl<T: Target> Fields<'_, T> {
     }
 }
 
-impl<T: Target> Visit for Fields<'_, T> {
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.target.attribute(KeyValue::new(field.name(), value));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.target.attribute(KeyValue::new(field.name(), value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        let value =
-            i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64);
-        self.target.attribute(KeyValue::new(field.name(), value));
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.target.attribute(KeyValue::new(field.name(), value));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.text(field, value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.text(field, format!("{value:?}"));
-    }
-}
-
 /// A log line's fields: `message` names the event, the rest are its attributes.
 struct EventFields {
     name: Option<String>,
@@ -368,31 +341,61 @@ impl EventFields {
     }
 }
 
-impl Visit for EventFields {
+/// What the visitor below feeds: typed values as attributes, text to be looked at first.
+trait FieldSink {
+    fn attribute(&mut self, attribute: KeyValue);
+    fn text(&mut self, field: &Field, value: String);
+}
+
+impl<T: Target> FieldSink for Fields<'_, T> {
+    fn attribute(&mut self, attribute: KeyValue) {
+        self.target.attribute(attribute);
+    }
+
+    fn text(&mut self, field: &Field, value: String) {
+        Fields::text(self, field, value);
+    }
+}
+
+impl FieldSink for EventFields {
+    fn attribute(&mut self, attribute: KeyValue) {
+        self.attributes.push(attribute);
+    }
+
+    fn text(&mut self, field: &Field, value: String) {
+        EventFields::text(self, field, value);
+    }
+}
+
+/// Turns `tracing` field values into OpenTelemetry values, as tracing-opentelemetry does: a
+/// `u64` too large for an `i64` becomes its decimal text, a `Debug` value its debug text.
+struct Visitor<'a, T>(&'a mut T);
+
+impl<T: FieldSink> Visit for Visitor<'_, T> {
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.attributes.push(KeyValue::new(field.name(), value));
+        self.0.attribute(KeyValue::new(field.name(), value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.attributes.push(KeyValue::new(field.name(), value));
+        self.0.attribute(KeyValue::new(field.name(), value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         let value =
             i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64);
-        self.attributes.push(KeyValue::new(field.name(), value));
+        self.0.attribute(KeyValue::new(field.name(), value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.attributes.push(KeyValue::new(field.name(), value));
+        self.0.attribute(KeyValue::new(field.name(), value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.text(field, value.to_owned());
+        self.0.text(field, value.to_owned());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.text(field, format!("{value:?}"));
+        self.0.text(field, format!("{value:?}"));
     }
 }
 
