@@ -27,6 +27,32 @@
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Before the modules, so that every layer's service can use it.
+/// Generates `get_ref`, `get_mut` and `into_inner` for a service whose inner service is the
+/// field `inner`.
+#[allow(unused_macros)] // unused when no layer feature is on
+macro_rules! inner_service_accessors {
+    () => {
+        /// Gets a reference to the inner service.
+        #[must_use]
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// Gets a mutable reference to the inner service.
+        #[must_use]
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Consumes `self`, returning the inner service.
+        #[must_use]
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(any(

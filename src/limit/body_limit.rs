@@ -14,7 +14,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ConfigError, DefaultRejection, MakeRejection, Rejection, ResponseBody};
+use super::{
+    ConfigError, DefaultRejection, MakeRejection, Rejection, ResponseBody, rejection::Refusal,
+};
 
 /// Holds request bodies to a number of bytes. See the [module docs](super).
 ///
@@ -172,8 +174,7 @@ pin_project! {
     #[derive(Debug)]
     enum Kind<F> {
         Called { #[pin] inner: F },
-        // `None` once returned.
-        Refused { response: Option<Response<Bytes>> },
+        Refused { refusal: Refusal },
     }
 }
 
@@ -188,7 +189,7 @@ impl<F> BodyLimitFuture<F> {
     fn refused(response: Response<Bytes>) -> Self {
         Self {
             kind: Kind::Refused {
-                response: Some(response),
+                refusal: Refusal::new(response),
             },
         }
     }
@@ -206,12 +207,7 @@ where
             KindProj::Called { inner } => inner
                 .poll(cx)
                 .map_ok(|response| response.map(ResponseBody::inner)),
-            KindProj::Refused { response } => {
-                let response = response
-                    .take()
-                    .expect("BodyLimitFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::rejection)))
-            }
+            KindProj::Refused { refusal } => Poll::Ready(Ok(refusal.take())),
         }
     }
 }

@@ -74,13 +74,7 @@ impl CallTimeoutLayer {
     ///
     /// A [`ConfigError`] naming `timeout` when it is zero.
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
-        if timeout.is_zero() {
-            return Err(ConfigError::new(
-                "limit",
-                "timeout",
-                "must be more than zero",
-            ));
-        }
+        let timeout = super::error::nonzero_timeout(timeout)?;
         Ok(Self { timeout })
     }
 

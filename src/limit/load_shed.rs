@@ -16,7 +16,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ConfigError, DefaultRejection, MakeRejection, Rejection, ResponseBody};
+use super::{
+    ConfigError, DefaultRejection, MakeRejection, Rejection, ResponseBody, rejection::Refusal,
+};
 
 /// Which requests do not count towards the limit, e.g. long-lived, idle event streams that
 /// would otherwise hold slots that requests doing work need.
@@ -249,8 +251,7 @@ pin_project! {
             // `None` for an exempt request, and once handed to the body.
             permit: Option<OwnedSemaphorePermit>,
         },
-        // `None` once returned.
-        Refused { response: Option<Response<Bytes>> },
+        Refused { refusal: Refusal },
     }
 }
 
@@ -265,7 +266,7 @@ impl<F> LoadShedFuture<F> {
     fn refused(response: Response<Bytes>) -> Self {
         Self {
             kind: Kind::Refused {
-                response: Some(response),
+                refusal: Refusal::new(response),
             },
         }
     }
@@ -291,15 +292,9 @@ where
                     })
                 }))
             }
-            KindProj::Refused { response } => {
-                let response = response
-                    .take()
-                    .expect("LoadShedFuture polled after completion");
-                Poll::Ready(Ok(response.map(|data| ShedBody {
-                    body: ResponseBody::rejection(data),
-                    permit: None,
-                })))
-            }
+            KindProj::Refused { refusal } => Poll::Ready(Ok(refusal
+                .take()
+                .map(|body| ShedBody { body, permit: None }))),
         }
     }
 }

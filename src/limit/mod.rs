@@ -81,30 +81,6 @@
 //! 503); a body too large `413`; an overloaded server `503` with `Retry-After: 1`. A hook
 //! may answer anything else.
 
-/// Generates `get_ref`, `get_mut` and `into_inner` for a service whose inner service is the
-/// field `inner`.
-macro_rules! inner_service_accessors {
-    () => {
-        /// Gets a reference to the inner service.
-        #[must_use]
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// Gets a mutable reference to the inner service.
-        #[must_use]
-        pub fn get_mut(&mut self) -> &mut S {
-            &mut self.inner
-        }
-
-        /// Consumes `self`, returning the inner service.
-        #[must_use]
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
-    };
-}
-
 mod body_limit;
 mod call_timeout;
 mod error;

@@ -128,6 +128,28 @@ impl MakeRejection for DefaultRejection {
     }
 }
 
+/// A refusal a limit layer's future holds until it is polled, returned once.
+#[derive(Debug)]
+pub(super) struct Refusal(Option<Response<Bytes>>);
+
+impl Refusal {
+    pub(super) fn new(response: Response<Bytes>) -> Self {
+        Self(Some(response))
+    }
+
+    /// The refusal, with its body as a [`ResponseBody`].
+    ///
+    /// # Panics
+    ///
+    /// When taken twice, i.e. when its future is polled after completion.
+    pub(super) fn take<B>(&mut self) -> Response<ResponseBody<B>> {
+        self.0
+            .take()
+            .expect("limit layer future polled after completion")
+            .map(ResponseBody::rejection)
+    }
+}
+
 pin_project! {
     /// Response body of the limit layers: the inner service's body, untouched, or the body of
     /// a rejection.

@@ -12,30 +12,6 @@ use super::{
     series::Recorder,
 };
 
-/// Generates `get_ref`, `get_mut` and `into_inner` for a service whose inner service is the
-/// field `inner`.
-macro_rules! inner_service_accessors {
-    () => {
-        /// Gets a reference to the inner service.
-        #[must_use]
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// Gets a mutable reference to the inner service.
-        #[must_use]
-        pub fn get_mut(&mut self) -> &mut S {
-            &mut self.inner
-        }
-
-        /// Consumes `self`, returning the inner service.
-        #[must_use]
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
-    };
-}
-
 /// Service made by [`ServerMetricsLayer`](super::ServerMetricsLayer).
 #[derive(Clone, Debug)]
 pub struct ServerMetricsService<S, C = (), T = (), E = ()> {

@@ -8,30 +8,6 @@ use tracing::{field::Value, span::Record};
 
 use super::{MakeRequestId, MakeRequestUuid, MakeSpan, RequestId, ResponseFuture, scope};
 
-/// Generates `get_ref`, `get_mut` and `into_inner` for a service whose inner service is the
-/// field `inner`.
-macro_rules! inner_service_accessors {
-    () => {
-        /// Gets a reference to the inner service.
-        #[must_use]
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// Gets a mutable reference to the inner service.
-        #[must_use]
-        pub fn get_mut(&mut self) -> &mut S {
-            &mut self.inner
-        }
-
-        /// Consumes `self`, returning the inner service.
-        #[must_use]
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
-    };
-}
-
 /// Inbound service made by [`RequestIdLayer`](super::RequestIdLayer): validates or makes the
 /// request's ID and scopes the request to it. See the [module docs](super) for the details.
 #[derive(Clone, Debug)]

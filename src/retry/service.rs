@@ -54,23 +54,7 @@ impl<S, C, P> Retry<S, C, P> {
         RetryHandle::new(self.local.shared.clone())
     }
 
-    /// Gets a reference to the inner service.
-    #[must_use]
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Gets a mutable reference to the inner service.
-    #[must_use]
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    #[must_use]
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S: Clone, C: Clone, P: Clone> Clone for Retry<S, C, P> {

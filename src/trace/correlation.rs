@@ -50,9 +50,6 @@ pub(crate) const REQUEST_ID_FIELD: &str = "request_id";
 #[derive(Clone, Debug, Default)]
 pub struct CorrelationLayer {
     ids: Option<RandomIdGenerator>,
-    /// Set by [`TelemetryBuilder`](super::TelemetryBuilder): each span's IDs are those of the
-    /// OpenTelemetry span its span recorder made, read once, when the span is made.
-    recorded: bool,
 }
 
 impl CorrelationLayer {
@@ -70,13 +67,6 @@ impl CorrelationLayer {
     #[must_use]
     pub fn generate_ids(mut self) -> Self {
         self.ids = Some(RandomIdGenerator::default());
-        self
-    }
-
-    /// Takes each span's IDs from the OpenTelemetry span the telemetry's span recorder made
-    /// for it; the recorder must sit inside this layer, so that it sees a new span first.
-    pub(crate) fn read_recorded_ids(mut self) -> Self {
-        self.recorded = true;
         self
     }
 }
@@ -99,13 +89,10 @@ where
         attrs.record(&mut visitor);
         let request_id = visitor.0;
 
-        let ids = match &self.ids {
-            _ if self.recorded => ctx
-                .span(id)
-                .and_then(|span| recorded_ids(&span.extensions())),
-            Some(generator) => Some(generated_ids(generator, attrs, &ctx)),
-            None => None,
-        };
+        let ids = self
+            .ids
+            .as_ref()
+            .map(|generator| generated_ids(generator, attrs, &ctx));
 
         if (request_id.is_some() || ids.is_some())
             && let Some(span) = ctx.span(id)
@@ -132,12 +119,17 @@ where
     }
 }
 
-/// The IDs of the OpenTelemetry span the span recorder made for a span.
-fn recorded_ids(extensions: &tracing_subscriber::registry::Extensions<'_>) -> Option<SpanContext> {
-    let OtelSpan(cx) = extensions.get::<OtelSpan>()?;
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.clone())
+/// A span's IDs and OpenTelemetry context: those of the span the telemetry's span recorder
+/// made for it, else those [`CorrelationLayer::generate_ids`] made (without a context).
+fn ids_in(
+    extensions: &tracing_subscriber::registry::Extensions<'_>,
+) -> Option<(SpanContext, Option<Context>)> {
+    if let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() {
+        let sc = cx.span().span_context().clone();
+        return sc.is_valid().then(|| (sc, Some(cx.clone())));
+    }
+    let ids = extensions.get::<Correlation>()?.ids.clone()?;
+    Some((ids, None))
 }
 
 /// New IDs for a span: its own span ID in its parent's trace, or in a new trace.
@@ -272,13 +264,7 @@ pub(crate) fn span_context(span: &tracing::Span) -> Option<(SpanContext, Option<
         .with_subscriber(|(id, dispatch)| {
             let registry = dispatch.downcast_ref::<Registry>()?;
             let span = registry.span(id)?;
-            let extensions = span.extensions();
-            if let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() {
-                let sc = cx.span().span_context().clone();
-                return sc.is_valid().then(|| (sc, Some(cx.clone())));
-            }
-            let ids = extensions.get::<Correlation>()?.ids.clone()?;
-            Some((ids, None))
+            ids_in(&span.extensions())
         })
         .flatten();
     if ours.is_some() {
@@ -309,13 +295,14 @@ where
     let mut span_name = None;
     for span in scope.into_iter().flatten() {
         span_name.get_or_insert(span.name());
-        if let Some(c) = span.extensions().get::<Correlation>() {
-            if ids.is_none() {
-                ids = c.ids.as_ref().map(SpanIds::from);
-            }
-            if request_id.is_none() {
-                request_id.clone_from(&c.request_id);
-            }
+        let extensions = span.extensions();
+        if ids.is_none() {
+            ids = ids_in(&extensions).map(|(sc, _)| SpanIds::from(&sc));
+        }
+        if request_id.is_none()
+            && let Some(c) = extensions.get::<Correlation>()
+        {
+            request_id.clone_from(&c.request_id);
         }
         if ids.is_some() && request_id.is_some() {
             break;

@@ -411,7 +411,7 @@ impl TelemetryBuilder {
             SpanRecorder::new(provider.tracer_with_scope(scope), self.span_events)
         });
         let correlation = if self.opentelemetry {
-            CorrelationLayer::new().read_recorded_ids()
+            CorrelationLayer::new()
         } else {
             CorrelationLayer::new().generate_ids()
         };
@@ -450,8 +450,6 @@ impl TelemetryBuilder {
             ),
         };
 
-        // The span recorder inside the correlation layer: a new span reaches the inner layers
-        // first, so its OpenTelemetry span exists when `CorrelationLayer` reads its IDs.
         let subscriber = tracing_subscriber::registry()
             .with(targets)
             .with(otel)

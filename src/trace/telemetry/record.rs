@@ -442,7 +442,7 @@ mod tests {
             .build();
         let subscriber = tracing_subscriber::registry()
             .with(SpanRecorder::new(provider.tracer("t"), LevelFilter::WARN))
-            .with(CorrelationLayer::new().read_recorded_ids());
+            .with(CorrelationLayer::new());
         tracing::subscriber::with_default(subscriber, run);
         ended.0.lock().unwrap().clone()
     }
