@@ -115,23 +115,7 @@ impl<S, C, K, F> CircuitBreaker<S, C, K, F> {
         CircuitBreakerHandle::new(self.local.shared.clone())
     }
 
-    /// Gets a reference to the inner service.
-    #[must_use]
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Gets a mutable reference to the inner service.
-    #[must_use]
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    #[must_use]
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S: Clone, C: Clone, K, F: Clone> Clone for CircuitBreaker<S, C, K, F> {

@@ -11,16 +11,6 @@
 ))]
 use std::time::Duration;
 
-#[cfg(not(all(
-    feature = "request-id",
-    feature = "trace",
-    feature = "metrics",
-    feature = "retry",
-    feature = "fallback-cache",
-    feature = "circuit-breaker",
-    feature = "limit"
-)))]
-use tower_layer::Identity;
 use tower_layer::Layer;
 
 #[cfg(feature = "circuit-breaker")]
@@ -43,34 +33,15 @@ use crate::retry::{RetryBudget, RetryHandle, RetryLayer};
 use crate::trace::ClientTraceLayer;
 
 // The slots' types as `ClientStack::new` makes them: off, or absent without their feature.
-#[cfg(feature = "request-id")]
-type RequestIdSlot = Optional<PropagateRequestIdLayer>;
-#[cfg(not(feature = "request-id"))]
-type RequestIdSlot = Identity;
-#[cfg(feature = "trace")]
-type TraceSlot = Optional<ClientTraceLayer>;
-#[cfg(not(feature = "trace"))]
-type TraceSlot = Identity;
-#[cfg(feature = "metrics")]
-type MetricsSlot = Optional<ClientMetricsLayer>;
-#[cfg(not(feature = "metrics"))]
-type MetricsSlot = Identity;
-#[cfg(feature = "retry")]
-type RetrySlot = Optional<RetryLayer>;
-#[cfg(not(feature = "retry"))]
-type RetrySlot = Identity;
-#[cfg(feature = "fallback-cache")]
-type FallbackCacheSlot = Optional<FallbackCacheLayer>;
-#[cfg(not(feature = "fallback-cache"))]
-type FallbackCacheSlot = Identity;
-#[cfg(feature = "circuit-breaker")]
-type CircuitBreakerSlot = Optional<BreakerSlot<crate::classify::HttpClassifier, (), ()>>;
-#[cfg(not(feature = "circuit-breaker"))]
-type CircuitBreakerSlot = Identity;
-#[cfg(feature = "limit")]
-type TimeoutSlot = Optional<CallTimeoutLayer>;
-#[cfg(not(feature = "limit"))]
-type TimeoutSlot = Identity;
+slot_types! {
+    RequestIdSlot = Optional<PropagateRequestIdLayer>, with "request-id";
+    TraceSlot = Optional<ClientTraceLayer>, with "trace";
+    MetricsSlot = Optional<ClientMetricsLayer>, with "metrics";
+    RetrySlot = Optional<RetryLayer>, with "retry";
+    FallbackCacheSlot = Optional<FallbackCacheLayer>, with "fallback-cache";
+    CircuitBreakerSlot = Optional<BreakerSlot<crate::classify::HttpClassifier, (), ()>>, with "circuit-breaker";
+    TimeoutSlot = Optional<CallTimeoutLayer>, with "limit";
+}
 
 /// The outbound stack, outermost first:
 ///

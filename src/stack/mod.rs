@@ -134,6 +134,17 @@
 //! The whole stack's type is long; name it once with `tower::util::BoxCloneSyncService` (one
 //! allocation per call for the whole stack), as above, or keep it generic.
 
+/// The slots' types as a stack's `new` makes them: `$on` (a layer, off) with the slot's cargo
+/// feature, and no layer at all (`Identity`) without it.
+macro_rules! slot_types {
+    ($($name:ident = $on:ty, with $feature:literal;)*) => {$(
+        #[cfg(feature = $feature)]
+        type $name = $on;
+        #[cfg(not(feature = $feature))]
+        type $name = tower_layer::Identity;
+    )*};
+}
+
 mod boxing;
 mod client;
 mod error;

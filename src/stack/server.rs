@@ -6,12 +6,7 @@
 #[cfg(feature = "limit")]
 use std::time::Duration;
 
-#[cfg(not(all(
-    feature = "request-id",
-    feature = "trace",
-    feature = "metrics",
-    feature = "limit"
-)))]
+#[cfg(not(feature = "limit"))]
 use tower_layer::Identity;
 use tower_layer::Layer;
 
@@ -28,30 +23,14 @@ use crate::trace::ServerTraceLayer;
 use super::{Optional, SettingsError};
 
 // The slots' types as `ServerStack::new` makes them: off, or absent without their feature.
-#[cfg(feature = "request-id")]
-type RequestIdSlot = Optional<RequestIdLayer>;
-#[cfg(not(feature = "request-id"))]
-type RequestIdSlot = Identity;
-#[cfg(feature = "trace")]
-type TraceSlot = Optional<ServerTraceLayer>;
-#[cfg(not(feature = "trace"))]
-type TraceSlot = Identity;
-#[cfg(feature = "metrics")]
-type MetricsSlot = Optional<ServerMetricsLayer>;
-#[cfg(not(feature = "metrics"))]
-type MetricsSlot = Identity;
-#[cfg(feature = "limit")]
-type TimeoutSlot = Optional<ResponseTimeoutLayer>;
-#[cfg(not(feature = "limit"))]
-type TimeoutSlot = Identity;
-#[cfg(feature = "limit")]
-type BodyLimitSlot = BodyLimitLayer;
-#[cfg(not(feature = "limit"))]
-type BodyLimitSlot = Identity;
-#[cfg(feature = "limit")]
-type LoadShedSlot = Optional<LoadShedLayer>;
-#[cfg(not(feature = "limit"))]
-type LoadShedSlot = Identity;
+slot_types! {
+    RequestIdSlot = Optional<RequestIdLayer>, with "request-id";
+    TraceSlot = Optional<ServerTraceLayer>, with "trace";
+    MetricsSlot = Optional<ServerMetricsLayer>, with "metrics";
+    TimeoutSlot = Optional<ResponseTimeoutLayer>, with "limit";
+    BodyLimitSlot = BodyLimitLayer, with "limit";
+    LoadShedSlot = Optional<LoadShedLayer>, with "limit";
+}
 
 /// The inbound stack, outermost first:
 ///
