@@ -11,12 +11,15 @@
 //! or shutdown asks for it, so it is woken once per batch rather than once per span.
 
 use std::{
-    fmt, io,
+    fmt,
+    future::Future,
+    io,
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc::{
-            Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, channel, sync_channel,
+            Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError, channel,
+            sync_channel,
         },
     },
     thread::{JoinHandle, Thread},
@@ -67,6 +70,87 @@ impl Settings {
     }
 }
 
+/// A span waiting for export: the SDK's data, or one the span recorder has already written
+/// in OTLP protobuf (see `otlp::EncodedSpan`).
+pub(crate) enum Queued {
+    /// Boxed: encoded spans, the common case, then move 24 bytes through the queue.
+    Data(Box<SpanData>),
+    Encoded(Vec<u8>),
+}
+
+/// What the export thread hands each batch to.
+pub(crate) trait Export: Send + 'static {
+    fn export(&self, batch: Vec<Queued>) -> impl Future<Output = OTelSdkResult> + Send;
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult;
+}
+
+/// Any `opentelemetry_sdk` exporter. Only the SDK's spans reach it: encoded spans are made
+/// only for this crate's OTLP exporter.
+pub(crate) struct SdkExporter<E>(pub(crate) E);
+
+impl<E: SpanExporter + 'static> Export for SdkExporter<E> {
+    fn export(&self, batch: Vec<Queued>) -> impl Future<Output = OTelSdkResult> + Send {
+        let spans = batch
+            .into_iter()
+            .filter_map(|queued| match queued {
+                Queued::Data(span) => Some(*span),
+                Queued::Encoded(_) => None,
+            })
+            .collect();
+        self.0.export(spans)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+/// The sending end of the export queue, shared by the processor (the SDK's spans) and the
+/// span recorder (encoded spans).
+pub(crate) struct Enqueue {
+    spans: SyncSender<Queued>,
+    /// Spans sent and not yet taken by the thread (an upper bound: counted before sending).
+    queued: Arc<AtomicUsize>,
+    wake_at: usize,
+    thread: Thread,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Enqueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enqueue")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enqueue {
+    /// Queues a span without waiting: when the queue is full the span is dropped and counted.
+    pub(crate) fn push(&self, span: Queued) {
+        // Counted before it is sent, so that the thread, which subtracts what it takes, never
+        // sees fewer than it took.
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.spans.try_send(span) {
+            Ok(()) => {
+                if queued == self.wake_at {
+                    // Only the span that completes a batch wakes the thread (an unpark is a
+                    // system call when the thread sleeps); the others wait for it or for the
+                    // interval.
+                    self.thread.unpark();
+                }
+            }
+            Err(error) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                // After a shutdown the thread is gone: spans that end then are not exported,
+                // as the SDK does not export spans that end after its shutdown.
+                if matches!(error, TrySendError::Full(_)) {
+                    self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
 /// What the export thread is asked besides exporting spans.
 enum Control {
     Flush(SyncSender<OTelSdkResult>),
@@ -83,13 +167,8 @@ enum Control {
 /// wake and a context switch per span: on a busy 2-core server that was a few percent of
 /// all CPU time.
 pub(crate) struct BoundedBatchProcessor {
-    spans: SyncSender<SpanData>,
+    enqueue: Arc<Enqueue>,
     control: Sender<Control>,
-    /// Spans sent and not yet taken by the thread (an upper bound: counted before sending).
-    queued: Arc<AtomicUsize>,
-    wake_at: usize,
-    thread: Thread,
-    counters: Arc<Counters>,
     worker: Mutex<Option<JoinHandle<()>>>,
     is_shutdown: AtomicBool,
     timeout: Duration,
@@ -98,7 +177,7 @@ pub(crate) struct BoundedBatchProcessor {
 impl fmt::Debug for BoundedBatchProcessor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundedBatchProcessor")
-            .field("counters", &self.counters)
+            .field("counters", &self.enqueue.counters)
             .finish_non_exhaustive()
     }
 }
@@ -106,15 +185,12 @@ impl fmt::Debug for BoundedBatchProcessor {
 impl BoundedBatchProcessor {
     /// Starts the export thread. `dispatch` is filled in once the subscriber exists; the
     /// thread logs through it (weakly held, so the subscriber can still be dropped).
-    pub(crate) fn spawn<E>(
+    pub(crate) fn spawn<E: Export>(
         exporter: E,
         settings: Settings,
         counters: Arc<Counters>,
         dispatch: Arc<OnceLock<WeakDispatch>>,
-    ) -> io::Result<Self>
-    where
-        E: SpanExporter + 'static,
-    {
+    ) -> io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -137,16 +213,23 @@ impl BoundedBatchProcessor {
             .name("otel-export".into())
             .spawn(move || worker.run(&runtime))?;
         Ok(Self {
-            spans,
+            enqueue: Arc::new(Enqueue {
+                spans,
+                queued,
+                wake_at: settings.wake_at(),
+                thread: handle.thread().clone(),
+                counters,
+            }),
             control,
-            queued,
-            wake_at: settings.wake_at(),
-            thread: handle.thread().clone(),
-            counters,
             worker: Mutex::new(Some(handle)),
             is_shutdown: AtomicBool::new(false),
             timeout: settings.timeout,
         })
+    }
+
+    /// The queue's sending end, for spans that do not go through the SDK.
+    pub(crate) fn enqueue(&self) -> Arc<Enqueue> {
+        self.enqueue.clone()
     }
 
     /// Sends a control message and waits for its answer within `timeout`.
@@ -161,7 +244,7 @@ impl BoundedBatchProcessor {
                 "the export thread has stopped".into(),
             ));
         }
-        self.thread.unpark();
+        self.enqueue.thread.unpark();
         match answer.recv_timeout(timeout) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
@@ -176,19 +259,8 @@ impl SpanProcessor for BoundedBatchProcessor {
     fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
-        // Counted before it is sent, so that the thread, which subtracts what it takes, never
-        // sees fewer than it took.
-        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.spans.try_send(span).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-        } else if queued == self.wake_at {
-            // Only the span that completes a batch wakes the thread (an unpark is a system
-            // call when the thread sleeps); the others wait for it or for the interval.
-            self.thread.unpark();
+        if span.span_context.is_sampled() {
+            self.enqueue.push(Queued::Data(Box::new(span)));
         }
     }
 
@@ -221,14 +293,14 @@ impl Drop for BoundedBatchProcessor {
             // The thread sleeps until it is woken: tell it to finish, as the end of a
             // channel would have.
             let _ = self.control.send(Control::Stop);
-            self.thread.unpark();
+            self.enqueue.thread.unpark();
         }
     }
 }
 
 struct Worker<E> {
     exporter: E,
-    spans: Receiver<SpanData>,
+    spans: Receiver<Queued>,
     control: Receiver<Control>,
     queued: Arc<AtomicUsize>,
     settings: Settings,
@@ -248,7 +320,7 @@ enum Next {
     Stop,
 }
 
-impl<E: SpanExporter> Worker<E> {
+impl<E: Export> Worker<E> {
     fn run(mut self, runtime: &tokio::runtime::Runtime) {
         // Nothing the exporter does (HTTP client spans, if any) may be traced: that would
         // feed spans back into this queue.
@@ -282,7 +354,7 @@ impl<E: SpanExporter> Worker<E> {
     fn work(
         &mut self,
         runtime: &tokio::runtime::Runtime,
-        batch: &mut Vec<SpanData>,
+        batch: &mut Vec<Queued>,
         next_export: &mut Instant,
     ) -> Next {
         loop {
@@ -334,7 +406,7 @@ impl<E: SpanExporter> Worker<E> {
     }
 
     /// Moves queued spans into `batch` until it is full; `false` once the processor is gone.
-    fn fill(&mut self, batch: &mut Vec<SpanData>) -> bool {
+    fn fill(&mut self, batch: &mut Vec<Queued>) -> bool {
         let mut taken = 0;
         let mut connected = true;
         while batch.len() < self.settings.max_batch_size {
@@ -358,7 +430,7 @@ impl<E: SpanExporter> Worker<E> {
     fn drain_all(
         &mut self,
         runtime: &tokio::runtime::Runtime,
-        batch: &mut Vec<SpanData>,
+        batch: &mut Vec<Queued>,
     ) -> OTelSdkResult {
         let mut result = Ok(());
         loop {
@@ -375,7 +447,7 @@ impl<E: SpanExporter> Worker<E> {
     fn export(
         &mut self,
         runtime: &tokio::runtime::Runtime,
-        batch: &mut Vec<SpanData>,
+        batch: &mut Vec<Queued>,
     ) -> OTelSdkResult {
         if batch.is_empty() {
             return Ok(());
@@ -503,7 +575,7 @@ mod tests {
             timeout: Duration::from_secs(5),
         };
         let processor = BoundedBatchProcessor::spawn(
-            batches.clone(),
+            SdkExporter(batches.clone()),
             settings,
             counters.clone(),
             Arc::new(OnceLock::new()),

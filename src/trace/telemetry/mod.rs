@@ -31,7 +31,7 @@ mod record;
 mod stats;
 
 pub(crate) use record::OtelSpan;
-use record::SpanRecorder;
+use record::{SpanRecorder, Tracer};
 use stats::Counters;
 pub use stats::ExportStats;
 
@@ -344,7 +344,7 @@ impl TelemetryBuilder {
     {
         self.exporter = Some(Box::new(move |resource, settings, counters, dispatch| {
             exporter.set_resource(resource);
-            spawn_processor(exporter, settings, counters, dispatch)
+            spawn_processor(export::SdkExporter(exporter), settings, counters, dispatch)
         }));
         self
     }
@@ -399,16 +399,16 @@ impl TelemetryBuilder {
         let targets = self.targets()?;
         let counters = Arc::new(Counters::default());
         let dispatch_cell = Arc::new(OnceLock::new());
-        let provider = if self.opentelemetry {
-            Some(self.provider(&counters, &dispatch_cell)?)
+        let (provider, encoding) = if self.opentelemetry {
+            let (provider, encoding) = self.provider(&counters, &dispatch_cell)?;
+            (Some(provider), encoding)
         } else {
-            None
+            (None, None)
         };
         let otel = provider.as_ref().map(|provider| {
-            let scope = InstrumentationScope::builder("tower-bulwark")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build();
-            SpanRecorder::new(provider.tracer_with_scope(scope), self.span_events)
+            let tracer = encoding
+                .unwrap_or_else(|| Tracer::Sdk(provider.tracer_with_scope(recorder_scope())));
+            SpanRecorder::new(tracer, self.span_events)
         });
         let correlation = if self.opentelemetry {
             CorrelationLayer::new()
@@ -521,44 +521,50 @@ impl TelemetryBuilder {
         builder.with_service_name(self.service_name.clone()).build()
     }
 
+    /// The tracer provider, and for this crate's own OTLP exporter the tracer that writes the
+    /// span recorder's spans in OTLP directly (the provider's tracer otherwise).
     #[cfg_attr(not(feature = "otlp"), allow(unused_variables, unused_mut))]
     fn provider(
         &mut self,
         counters: &Arc<Counters>,
         dispatch: &Arc<OnceLock<WeakDispatch>>,
-    ) -> Result<SdkTracerProvider, TelemetryError> {
+    ) -> Result<(SdkTracerProvider, Option<Tracer>), TelemetryError> {
         let resource = self.resource();
         let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(self.sample_rate)));
         let mut builder = SdkTracerProvider::builder()
-            .with_sampler(sampler)
+            .with_sampler(sampler.clone())
             .with_resource(resource.clone());
+        let mut encoding = None;
         #[cfg(feature = "otlp")]
         {
-            let exporter = match (self.exporter.take(), self.otlp_endpoint.take()) {
-                (Some(custom), _) => Some(custom),
-                (None, Some(endpoint)) => Some(otlp_http(&endpoint)?),
-                (None, None) => None,
+            let (exporter, own) = match (self.exporter.take(), self.otlp_endpoint.take()) {
+                (Some(custom), _) => (Some(custom), false),
+                (None, Some(endpoint)) => (Some(otlp_http(&endpoint)?), true),
+                (None, None) => (None, false),
             };
             if let Some(spawn) = exporter {
                 let processor =
                     spawn(&resource, self.settings, counters.clone(), dispatch.clone())?;
+                if own {
+                    encoding = Some(Tracer::Encoding(otlp::EncodingTracer::new(
+                        sampler,
+                        processor.enqueue(),
+                    )));
+                }
                 builder = builder.with_span_processor(processor);
             }
         }
-        Ok(builder.build())
+        Ok((builder.build(), encoding))
     }
 }
 
 #[cfg(feature = "otlp")]
-fn spawn_processor<E>(
+fn spawn_processor<E: export::Export>(
     exporter: E,
     settings: export::Settings,
     counters: Arc<Counters>,
     dispatch: Arc<OnceLock<WeakDispatch>>,
-) -> Result<export::BoundedBatchProcessor, TelemetryError>
-where
-    E: opentelemetry_sdk::trace::SpanExporter + 'static,
-{
+) -> Result<export::BoundedBatchProcessor, TelemetryError> {
     export::BoundedBatchProcessor::spawn(exporter, settings, counters, dispatch)
         .map_err(|e| TelemetryError::new(format!("cannot start the export thread: {e}")))
 }
@@ -568,11 +574,18 @@ where
 fn otlp_http(base_url: &str) -> Result<SpawnExporter, TelemetryError> {
     let endpoint = format!("{}/v1/traces", base_url.trim_end_matches('/'));
     let mut exporter = otlp::OtlpHttpExporter::new(&endpoint).map_err(TelemetryError::new)?;
+    exporter.set_encoded_scope(&recorder_scope());
     Ok(Box::new(move |resource, settings, counters, dispatch| {
-        use opentelemetry_sdk::trace::SpanExporter as _;
         exporter.set_resource(resource);
         spawn_processor(exporter, settings, counters, dispatch)
     }))
+}
+
+/// The instrumentation scope of the span recorder's spans.
+fn recorder_scope() -> InstrumentationScope {
+    InstrumentationScope::builder("tower-bulwark")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, TelemetryError> {

@@ -13,13 +13,16 @@
 //! (`message` is the event's name; `level` and `target` are added) and one at `ERROR` sets an
 //! error status if none was set. The parent is the caller's context attached while the span is
 //! made (see `ServerTraceService`), else the `tracing` parent.
+//!
+//! The spans are the SDK tracer's, or, for the built-in OTLP exporter, `otlp::EncodedSpan`s,
+//! which write themselves in protobuf as they go (see [`Tracer`]).
 
 use std::{borrow::Cow, fmt, time::SystemTime};
 
 use opentelemetry::{
     Context, KeyValue, Value,
     baggage::BaggageExt as _,
-    trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _},
+    trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _},
 };
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::{
@@ -40,12 +43,22 @@ pub(crate) struct OtelSpan(pub(crate) Context);
 
 /// Makes an OpenTelemetry span for every `tracing` span; see the [module docs](self).
 pub(super) struct SpanRecorder {
-    tracer: SdkTracer,
+    tracer: Tracer,
     span_events: LevelFilter,
 }
 
+/// What makes the spans.
+pub(super) enum Tracer {
+    /// The SDK's tracer: its spans go to the provider's processors.
+    Sdk(SdkTracer),
+    /// Spans written in OTLP as they are filled in, for this crate's OTLP exporter (which the
+    /// provider's only processor feeds): the same spans for less work.
+    #[cfg(feature = "otlp")]
+    Encoding(super::otlp::EncodingTracer),
+}
+
 impl SpanRecorder {
-    pub(super) fn new(tracer: SdkTracer, span_events: LevelFilter) -> Self {
+    pub(super) fn new(tracer: Tracer, span_events: LevelFilter) -> Self {
         Self {
             tracer,
             span_events,
@@ -102,19 +115,27 @@ where
             kind: SpanKind::Internal,
         };
         attrs.record(&mut head);
-        let builder = SpanBuilder::from_name(head.name)
-            .with_kind(head.kind)
-            .with_start_time(SystemTime::now());
-        let mut otel_span = self.tracer.build_with_context(builder, &parent);
         let mut status = StatusFields::default();
-        if otel_span.is_recording() {
-            attrs.record(&mut Visitor(&mut Fields {
-                target: &mut otel_span,
-                status: &mut status,
-            }));
-        }
+        let cx = match &self.tracer {
+            Tracer::Sdk(tracer) => {
+                let builder = SpanBuilder::from_name(head.name)
+                    .with_kind(head.kind)
+                    .with_start_time(SystemTime::now());
+                let otel_span = tracer.build_with_context(builder, &parent);
+                with_fields(&parent, otel_span, attrs, &mut status)
+            }
+            #[cfg(feature = "otlp")]
+            Tracer::Encoding(tracer) => {
+                match tracer.start(head.name, head.kind, SystemTime::now(), &parent) {
+                    super::otlp::Started::Recording(otel_span) => {
+                        with_fields(&parent, otel_span, attrs, &mut status)
+                    }
+                    super::otlp::Started::NotRecording(sc) => parent.with_remote_span_context(sc),
+                }
+            }
+        };
         let mut extensions = span.extensions_mut();
-        extensions.insert(OtelSpan(parent.with_span(otel_span)));
+        extensions.insert(OtelSpan(cx));
         if status.is_set() {
             extensions.insert(status);
         }
@@ -194,6 +215,25 @@ where
     }
 }
 
+/// `parent` with `otel_span`, which gets `attrs` if it records.
+fn with_fields<T>(
+    parent: &Context,
+    mut otel_span: T,
+    attrs: &Attributes<'_>,
+    status: &mut StatusFields,
+) -> Context
+where
+    T: opentelemetry::trace::Span + Target + Send + Sync + 'static,
+{
+    if otel_span.is_recording() {
+        attrs.record(&mut Visitor(&mut Fields {
+            target: &mut otel_span,
+            status,
+        }));
+    }
+    parent.with_span(otel_span)
+}
+
 /// The OpenTelemetry span kept in `extensions`, if it is sampled.
 fn recording<'a>(
     extensions: &'a tracing_subscriber::registry::Extensions<'_>,
@@ -211,7 +251,11 @@ struct Head {
 
 impl Visit for Head {
     fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
+        let name = field.name();
+        if !name.starts_with("otel.") {
+            return;
+        }
+        match name {
             "otel.name" => self.name = Cow::Owned(value.to_owned()),
             "otel.kind" => self.kind = span_kind(value).unwrap_or(SpanKind::Internal),
             _ => {}
@@ -232,20 +276,24 @@ impl Visit for Head {
 }
 
 fn span_kind(text: &str) -> Option<SpanKind> {
-    Some(match text.to_ascii_lowercase().as_str() {
-        "server" => SpanKind::Server,
-        "client" => SpanKind::Client,
-        "producer" => SpanKind::Producer,
-        "consumer" => SpanKind::Consumer,
-        "internal" => SpanKind::Internal,
-        _ => return None,
-    })
+    [
+        ("server", SpanKind::Server),
+        ("client", SpanKind::Client),
+        ("producer", SpanKind::Producer),
+        ("consumer", SpanKind::Consumer),
+        ("internal", SpanKind::Internal),
+    ]
+    .into_iter()
+    .find_map(|(name, kind)| text.eq_ignore_ascii_case(name).then_some(kind))
 }
 
 /// Where [`Fields`] writes: the span being made, or one already in a context.
 trait Target {
     fn attribute(&mut self, attribute: KeyValue);
     fn name(&mut self, name: String);
+    fn str_attribute(&mut self, key: &'static str, value: &str) {
+        self.attribute(KeyValue::new(key, value.to_owned()));
+    }
 }
 
 /// `otel.status_code` and `otel.status_description`, which may come in separate records: the
@@ -284,10 +332,24 @@ impl StatusFields {
 
 impl Target for opentelemetry_sdk::trace::Span {
     fn attribute(&mut self, attribute: KeyValue) {
-        self.set_attribute(attribute);
+        opentelemetry::trace::Span::set_attribute(self, attribute);
     }
     fn name(&mut self, name: String) {
-        self.update_name(name);
+        opentelemetry::trace::Span::update_name(self, name);
+    }
+}
+
+#[cfg(feature = "otlp")]
+impl Target for super::otlp::EncodedSpan {
+    fn attribute(&mut self, attribute: KeyValue) {
+        opentelemetry::trace::Span::set_attribute(self, attribute);
+    }
+    fn name(&mut self, name: String) {
+        opentelemetry::trace::Span::update_name(self, name);
+    }
+    // Written as it comes, without a `String` in between.
+    fn str_attribute(&mut self, key: &'static str, value: &str) {
+        self.set_str_attribute(key, value);
     }
 }
 
@@ -309,18 +371,24 @@ struct Fields<'a, T> {
 }
 
 impl<T: Target> Fields<'_, T> {
-    fn text(&mut self, field: &Field, value: String) {
-        match field.name() {
+    fn text(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        if !name.starts_with("otel.") {
+            return self.target.str_attribute(name, value);
+        }
+        match name {
             // Set when the span was made.
             "otel.kind" => {}
-            "otel.name" => self.target.name(value),
-            "otel.status_code" => match value.to_ascii_lowercase().as_str() {
-                "error" => self.status.code = Some(true),
-                "ok" => self.status.code = Some(false),
-                _ => {}
-            },
-            "otel.status_description" => self.status.description = Some(value),
-            name => self.target.attribute(KeyValue::new(name, value)),
+            "otel.name" => self.target.name(value.to_owned()),
+            "otel.status_code" => {
+                if value.eq_ignore_ascii_case("error") {
+                    self.status.code = Some(true);
+                } else if value.eq_ignore_ascii_case("ok") {
+                    self.status.code = Some(false);
+                }
+            }
+            "otel.status_description" => self.status.description = Some(value.to_owned()),
+            name => self.target.str_attribute(name, value),
         }
     }
 }
@@ -332,11 +400,12 @@ struct EventFields {
 }
 
 impl EventFields {
-    fn text(&mut self, field: &Field, value: String) {
+    fn text(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.name = Some(value);
+            self.name = Some(value.to_owned());
         } else {
-            self.attributes.push(KeyValue::new(field.name(), value));
+            self.attributes
+                .push(KeyValue::new(field.name(), value.to_owned()));
         }
     }
 }
@@ -344,7 +413,7 @@ impl EventFields {
 /// What the visitor below feeds: typed values as attributes, text to be looked at first.
 trait FieldSink {
     fn attribute(&mut self, attribute: KeyValue);
-    fn text(&mut self, field: &Field, value: String);
+    fn text(&mut self, field: &Field, value: &str);
 }
 
 impl<T: Target> FieldSink for Fields<'_, T> {
@@ -352,7 +421,7 @@ impl<T: Target> FieldSink for Fields<'_, T> {
         self.target.attribute(attribute);
     }
 
-    fn text(&mut self, field: &Field, value: String) {
+    fn text(&mut self, field: &Field, value: &str) {
         Fields::text(self, field, value);
     }
 }
@@ -362,7 +431,7 @@ impl FieldSink for EventFields {
         self.attributes.push(attribute);
     }
 
-    fn text(&mut self, field: &Field, value: String) {
+    fn text(&mut self, field: &Field, value: &str) {
         EventFields::text(self, field, value);
     }
 }
@@ -391,11 +460,11 @@ impl<T: FieldSink> Visit for Visitor<'_, T> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.text(field, value.to_owned());
+        self.0.text(field, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.text(field, format!("{value:?}"));
+        self.0.text(field, &format!("{value:?}"));
     }
 }
 
@@ -441,7 +510,10 @@ mod tests {
             .with_span_processor(ended.clone())
             .build();
         let subscriber = tracing_subscriber::registry()
-            .with(SpanRecorder::new(provider.tracer("t"), LevelFilter::WARN))
+            .with(SpanRecorder::new(
+                Tracer::Sdk(provider.tracer("t")),
+                LevelFilter::WARN,
+            ))
             .with(CorrelationLayer::new());
         tracing::subscriber::with_default(subscriber, run);
         ended.0.lock().unwrap().clone()

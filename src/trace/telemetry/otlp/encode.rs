@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::{
     Array, InstrumentationScope, KeyValue, StringValue, Value,
-    trace::{SpanId, SpanKind, Status},
+    trace::{SpanContext, SpanId, SpanKind, Status},
 };
 use opentelemetry_sdk::{Resource, trace::SpanData};
 
@@ -65,12 +65,12 @@ fn opt_fixed32_len(field: u32, value: u32) -> usize {
     if value == 0 { 0 } else { key_len(field) + 4 }
 }
 
-fn nanos(time: SystemTime) -> u64 {
+pub(super) fn nanos(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn kind(kind: &SpanKind) -> u64 {
+pub(super) fn kind(kind: &SpanKind) -> u64 {
     match kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
@@ -80,12 +80,12 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-fn flags(trace_flags: u8, parent_is_remote: bool) -> u32 {
+pub(super) fn flags(trace_flags: u8, parent_is_remote: bool) -> u32 {
     u32::from(trace_flags) | HAS_IS_REMOTE | if parent_is_remote { IS_REMOTE } else { 0 }
 }
 
 /// The status's code and message.
-fn status(status: &Status) -> (u64, &str) {
+fn status_parts(status: &Status) -> (u64, &str) {
     match status {
         Status::Unset => (0, ""),
         Status::Ok => (1, ""),
@@ -180,7 +180,7 @@ fn span_len(span: &SpanData, trace_state: &str) -> usize {
             )
         })
         .sum();
-    let (code, message) = status(&span.status);
+    let (code, message) = status_parts(&span.status);
     delimited_len(1, 16)
         + delimited_len(2, 8)
         + opt_bytes_len(3, trace_state.len())
@@ -207,10 +207,18 @@ fn span_len(span: &SpanData, trace_state: &str) -> usize {
 
 // ----- writing ---------------------------------------------------------------------------
 
-struct Writer(Vec<u8>);
+/// Protobuf written into a buffer.
+#[derive(Debug)]
+pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
+    #[inline]
     fn varint(&mut self, mut value: u64) {
+        if value < 0x80 {
+            // Tags, and the lengths of most strings and messages.
+            self.0.push(value as u8);
+            return;
+        }
         while value >= 0x80 {
             self.0.push((value as u8) | 0x80);
             value >>= 7;
@@ -218,42 +226,46 @@ impl Writer {
         self.0.push(value as u8);
     }
 
+    #[inline]
     fn key(&mut self, field: u32, wire_type: u32) {
         self.varint(u64::from((field << 3) | wire_type));
     }
 
     /// The key and length of a length-delimited field; its `len` bytes follow.
+    #[inline]
     fn open(&mut self, field: u32, len: usize) {
         self.key(field, LEN);
         self.varint(len as u64);
     }
 
-    fn bytes(&mut self, field: u32, bytes: &[u8]) {
+    #[inline]
+    pub(super) fn bytes(&mut self, field: u32, bytes: &[u8]) {
         self.open(field, bytes.len());
         self.0.extend_from_slice(bytes);
     }
 
-    fn opt_bytes(&mut self, field: u32, bytes: &[u8]) {
+    #[inline]
+    pub(super) fn opt_bytes(&mut self, field: u32, bytes: &[u8]) {
         if !bytes.is_empty() {
             self.bytes(field, bytes);
         }
     }
 
-    fn opt_varint(&mut self, field: u32, value: u64) {
+    pub(super) fn opt_varint(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.key(field, VARINT);
             self.varint(value);
         }
     }
 
-    fn opt_fixed64(&mut self, field: u32, value: u64) {
+    pub(super) fn opt_fixed64(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.key(field, FIXED64);
             self.0.extend_from_slice(&value.to_le_bytes());
         }
     }
 
-    fn opt_fixed32(&mut self, field: u32, value: u32) {
+    pub(super) fn opt_fixed32(&mut self, field: u32, value: u32) {
         if value != 0 {
             self.key(field, FIXED32);
             self.0.extend_from_slice(&value.to_le_bytes());
@@ -318,15 +330,46 @@ impl Writer {
         }
     }
 
-    fn key_value(&mut self, field: u32, key: &str, value: &Value) {
-        let value_len = any_value_len(value);
-        self.open(
-            field,
-            opt_bytes_len(1, key.len()) + delimited_len(2, value_len),
-        );
+    pub(super) fn key_value(&mut self, field: u32, key: &str, value: &Value) {
+        match value {
+            // Most attributes: one size computation and one reservation.
+            Value::String(s) => self.str_key_value(field, key, s.as_str()),
+            Value::I64(i) => self.i64_key_value(field, key, *i),
+            _ => {
+                let value_len = any_value_len(value);
+                self.open(
+                    field,
+                    opt_bytes_len(1, key.len()) + delimited_len(2, value_len),
+                );
+                self.opt_bytes(1, key.as_bytes());
+                self.open(2, value_len);
+                self.any_value(value);
+            }
+        }
+    }
+
+    /// A `KeyValue` whose value is a string, in `field`: the same bytes as
+    /// [`key_value`](Self::key_value) with a [`Value::String`].
+    pub(super) fn str_key_value(&mut self, field: u32, key: &str, value: &str) {
+        let any_len = delimited_len(1, value.len());
+        let len = opt_bytes_len(1, key.len()) + delimited_len(2, any_len);
+        self.0.reserve(delimited_len(field, len));
+        self.open(field, len);
         self.opt_bytes(1, key.as_bytes());
-        self.open(2, value_len);
-        self.any_value(value);
+        self.open(2, any_len);
+        self.bytes(1, value.as_bytes());
+    }
+
+    /// A `KeyValue` whose value is an integer, in `field`.
+    pub(super) fn i64_key_value(&mut self, field: u32, key: &str, value: i64) {
+        let any_len = key_len(3) + varint_len(value as u64);
+        let len = opt_bytes_len(1, key.len()) + delimited_len(2, any_len);
+        self.0.reserve(delimited_len(field, len));
+        self.open(field, len);
+        self.opt_bytes(1, key.as_bytes());
+        self.open(2, any_len);
+        self.key(3, VARINT);
+        self.varint(value as u64);
     }
 
     fn attributes(&mut self, field: u32, attributes: &[KeyValue]) {
@@ -341,6 +384,66 @@ impl Writer {
         for kv in scope.attributes() {
             self.key_value(3, kv.key.as_str(), &kv.value);
         }
+    }
+
+    /// An `Event` message in `field`.
+    pub(super) fn event(
+        &mut self,
+        field: u32,
+        time: u64,
+        name: &str,
+        attributes: &[KeyValue],
+        dropped: u64,
+    ) {
+        self.open(
+            field,
+            opt_fixed64_len(1, time)
+                + opt_bytes_len(2, name.len())
+                + attributes_len(3, attributes)
+                + opt_varint_len(4, dropped),
+        );
+        self.opt_fixed64(1, time);
+        self.opt_bytes(2, name.as_bytes());
+        self.attributes(3, attributes);
+        self.opt_varint(4, dropped);
+    }
+
+    /// A `Link` message in `field`.
+    pub(super) fn link(
+        &mut self,
+        field: u32,
+        lc: &SpanContext,
+        attributes: &[KeyValue],
+        dropped: u64,
+    ) {
+        let state = lc.trace_state().header();
+        let link_flags = flags(lc.trace_flags().to_u8(), lc.is_remote());
+        self.open(
+            field,
+            delimited_len(1, 16)
+                + delimited_len(2, 8)
+                + opt_bytes_len(3, state.len())
+                + attributes_len(4, attributes)
+                + opt_varint_len(5, dropped)
+                + opt_fixed32_len(6, link_flags),
+        );
+        self.bytes(1, &lc.trace_id().to_bytes());
+        self.bytes(2, &lc.span_id().to_bytes());
+        self.opt_bytes(3, state.as_bytes());
+        self.attributes(4, attributes);
+        self.opt_varint(5, dropped);
+        self.opt_fixed32(6, link_flags);
+    }
+
+    /// The span's `Status` (field 15), always written, as opentelemetry-otlp does.
+    pub(super) fn status(&mut self, status: &Status) {
+        let (code, message) = status_parts(status);
+        self.open(
+            15,
+            opt_bytes_len(2, message.len()) + opt_varint_len(3, code),
+        );
+        self.opt_bytes(2, message.as_bytes());
+        self.opt_varint(3, code);
     }
 
     fn span(&mut self, span: &SpanData, trace_state: &str) {
@@ -358,50 +461,25 @@ impl Writer {
         self.attributes(9, &span.attributes);
         self.opt_varint(10, u64::from(span.dropped_attributes_count));
         for event in span.events.iter() {
-            let time = nanos(event.timestamp);
-            let dropped = u64::from(event.dropped_attributes_count);
-            self.open(
+            self.event(
                 11,
-                opt_fixed64_len(1, time)
-                    + opt_bytes_len(2, event.name.len())
-                    + attributes_len(3, &event.attributes)
-                    + opt_varint_len(4, dropped),
+                nanos(event.timestamp),
+                &event.name,
+                &event.attributes,
+                u64::from(event.dropped_attributes_count),
             );
-            self.opt_fixed64(1, time);
-            self.opt_bytes(2, event.name.as_bytes());
-            self.attributes(3, &event.attributes);
-            self.opt_varint(4, dropped);
         }
         self.opt_varint(12, u64::from(span.events.dropped_count));
         for link in span.links.iter() {
-            let lc = &link.span_context;
-            let state = lc.trace_state().header();
-            let dropped = u64::from(link.dropped_attributes_count);
-            let link_flags = flags(lc.trace_flags().to_u8(), lc.is_remote());
-            self.open(
+            self.link(
                 13,
-                delimited_len(1, 16)
-                    + delimited_len(2, 8)
-                    + opt_bytes_len(3, state.len())
-                    + attributes_len(4, &link.attributes)
-                    + opt_varint_len(5, dropped)
-                    + opt_fixed32_len(6, link_flags),
+                &link.span_context,
+                &link.attributes,
+                u64::from(link.dropped_attributes_count),
             );
-            self.bytes(1, &lc.trace_id().to_bytes());
-            self.bytes(2, &lc.span_id().to_bytes());
-            self.opt_bytes(3, state.as_bytes());
-            self.attributes(4, &link.attributes);
-            self.opt_varint(5, dropped);
-            self.opt_fixed32(6, link_flags);
         }
         self.opt_varint(14, u64::from(span.links.dropped_count));
-        let (code, message) = status(&span.status);
-        self.open(
-            15,
-            opt_bytes_len(2, message.len()) + opt_varint_len(3, code),
-        );
-        self.opt_bytes(2, message.as_bytes());
-        self.opt_varint(3, code);
+        self.status(&span.status);
         self.opt_fixed32(
             16,
             flags(sc.trace_flags().to_u8(), span.parent_span_is_remote),
@@ -431,10 +509,45 @@ impl EncodedResource {
     }
 }
 
-/// The `ExportTraceServiceRequest` for `spans`: one `ResourceSpans`, with one `ScopeSpans`
-/// per instrumentation scope in order of first appearance (as opentelemetry-otlp groups
-/// them).
-pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
+/// An instrumentation scope, encoded once: the body of its `InstrumentationScope` message and
+/// its schema URL.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EncodedScope {
+    body: Vec<u8>,
+    schema_url: String,
+}
+
+impl EncodedScope {
+    pub(crate) fn new(scope: &InstrumentationScope) -> Self {
+        let mut w = Writer(Vec::with_capacity(scope_len(scope)));
+        w.scope(scope);
+        Self {
+            body: w.0,
+            schema_url: scope.schema_url().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// The `ScopeSpans` message around `spans`, without its key and length.
+    fn scope_spans_len(&self, spans: &[&[u8]]) -> usize {
+        delimited_len(1, self.body.len())
+            + spans
+                .iter()
+                .map(|span| delimited_len(2, span.len()))
+                .sum::<usize>()
+            + opt_bytes_len(3, self.schema_url.len())
+    }
+}
+
+/// The `ExportTraceServiceRequest` for `spans` (the SDK's) and `encoded` (spans already
+/// written by [`EncodedSpan`](super::span::EncodedSpan), all of `encoded_scope`): one
+/// `ResourceSpans`, with one `ScopeSpans` per instrumentation scope of `spans` in order of
+/// first appearance (as opentelemetry-otlp groups them), then one for `encoded`.
+pub(crate) fn export_request(
+    resource: &EncodedResource,
+    spans: &[&SpanData],
+    encoded_scope: &EncodedScope,
+    encoded: &[&[u8]],
+) -> Vec<u8> {
     // Pass 1: group by scope, and every length. Trace states are almost always empty (no
     // allocation), so they are rendered in each pass rather than kept.
     let mut scopes: Vec<(&InstrumentationScope, usize)> = Vec::new();
@@ -464,11 +577,17 @@ pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> 
                 + opt_bytes_len(3, scope.schema_url().map_or(0, str::len))
         })
         .collect();
+    let encoded_len = if encoded.is_empty() {
+        0
+    } else {
+        delimited_len(2, encoded_scope.scope_spans_len(encoded))
+    };
     let resource_spans_len = delimited_len(1, resource.attributes.len())
         + scope_spans_lens
             .iter()
             .map(|len| delimited_len(2, *len))
             .sum::<usize>()
+        + encoded_len
         + opt_bytes_len(3, resource.schema_url.len());
 
     // Pass 2: the bytes.
@@ -490,6 +609,14 @@ pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> 
             w.span(span, &span.span_context.trace_state().header());
         }
         w.opt_bytes(3, scope.schema_url().unwrap_or_default().as_bytes());
+    }
+    if !encoded.is_empty() {
+        w.open(2, encoded_scope.scope_spans_len(encoded));
+        w.bytes(1, &encoded_scope.body);
+        for span in encoded {
+            w.bytes(2, span);
+        }
+        w.opt_bytes(3, encoded_scope.schema_url.as_bytes());
     }
     w.opt_bytes(3, resource.schema_url.as_bytes());
     debug_assert_eq!(

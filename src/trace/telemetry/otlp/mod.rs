@@ -1,6 +1,7 @@
 //! The OTLP/HTTP span exporter behind [`TelemetryBuilder::otlp_endpoint`]: protobuf written
-//! straight from the SDK's span data ([`encode`]) and POSTed over plain HTTP/1.1 on a kept-
-//! alive connection, from the export thread's own runtime.
+//! by the span recorder's spans themselves as they are filled in ([`span`]), or straight from
+//! the SDK's span data for spans made through the SDK's API ([`encode`]), and POSTed over
+//! plain HTTP/1.1 on a kept-alive connection, from the export thread's own runtime.
 //!
 //! It does what opentelemetry-otlp's HTTP exporter does for this case (plain `http`, binary
 //! protobuf, no compression), at a fraction of the CPU cost per span: the headers of
@@ -15,6 +16,9 @@
 //! [`TelemetryBuilder::span_exporter`]: super::TelemetryBuilder::span_exporter
 
 mod encode;
+mod span;
+
+pub(crate) use self::span::{EncodedSpan, EncodingTracer, Started};
 
 use std::{
     fmt, io,
@@ -26,14 +30,14 @@ use http::{HeaderName, HeaderValue, Uri};
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
-    trace::{SpanData, SpanExporter},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
 
-use self::encode::EncodedResource;
+use self::encode::{EncodedResource, EncodedScope};
+use super::export::{Export, Queued};
 
 /// Retries after the first attempt.
 const MAX_RETRIES: u32 = 3;
@@ -63,6 +67,8 @@ pub(crate) struct OtlpHttpExporter {
     /// The request head up to and excluding `content-length`, ready to send.
     head: Vec<u8>,
     resource: EncodedResource,
+    /// The scope of the spans that come encoded (the span recorder's).
+    scope: EncodedScope,
     /// The connection kept alive between exports (taken out while in use).
     connection: Mutex<Option<TcpStream>>,
 }
@@ -138,8 +144,25 @@ impl OtlpHttpExporter {
             endpoint,
             head,
             resource: EncodedResource::default(),
+            scope: EncodedScope::default(),
             connection: Mutex::new(None),
         })
+    }
+
+    /// The resource every request names.
+    pub(crate) fn set_resource(&mut self, resource: &Resource) {
+        self.resource = EncodedResource::new(resource);
+    }
+
+    /// The instrumentation scope of the spans that come already encoded.
+    pub(crate) fn set_encoded_scope(&mut self, scope: &opentelemetry::InstrumentationScope) {
+        self.scope = EncodedScope::new(scope);
+    }
+
+    async fn send(&self, body: Vec<u8>) -> OTelSdkResult {
+        self.post(&body)
+            .await
+            .map_err(|failure| OTelSdkError::InternalFailure(failure.message))
     }
 
     /// POSTs `body`, retrying what the specification says may be retried.
@@ -218,13 +241,21 @@ impl OtlpHttpExporter {
     }
 }
 
-impl SpanExporter for OtlpHttpExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = encode::export_request(&self.resource, &batch);
+impl Export for OtlpHttpExporter {
+    async fn export(&self, batch: Vec<Queued>) -> OTelSdkResult {
+        let body = {
+            let mut spans = Vec::new();
+            let mut encoded = Vec::with_capacity(batch.len());
+            for queued in &batch {
+                match queued {
+                    Queued::Data(span) => spans.push(&**span),
+                    Queued::Encoded(bytes) => encoded.push(bytes.as_slice()),
+                }
+            }
+            encode::export_request(&self.resource, &spans, &self.scope, &encoded)
+        };
         drop(batch);
-        self.post(&body)
-            .await
-            .map_err(|failure| OTelSdkError::InternalFailure(failure.message))
+        self.send(body).await
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
@@ -232,10 +263,6 @@ impl SpanExporter for OtlpHttpExporter {
             *connection = None;
         }
         Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = EncodedResource::new(resource);
     }
 }
 

@@ -141,7 +141,12 @@ fn the_bytes_are_those_of_opentelemetry_proto() {
     let spans: Vec<SpanData> = (0..12)
         .map(|n| span(n, if n % 4 == 3 { &theirs } else { &ours }))
         .collect();
-    let encoded = encode::export_request(&EncodedResource::new(&resource), &spans);
+    let encoded = encode::export_request(
+        &EncodedResource::new(&resource),
+        &spans.iter().collect::<Vec<_>>(),
+        &EncodedScope::default(),
+        &[],
+    );
     assert_eq!(encoded, reference(&resource, spans.clone()));
     // And what a collector decodes is what was sent.
     let decoded = ExportTraceServiceRequest::decode(encoded.as_slice()).unwrap();
@@ -153,14 +158,168 @@ fn the_bytes_are_those_of_opentelemetry_proto() {
     // No spans, an empty resource.
     let empty = Resource::builder_empty().build();
     assert_eq!(
-        encode::export_request(&EncodedResource::new(&empty), &[]),
+        encode::export_request(
+            &EncodedResource::new(&empty),
+            &[],
+            &EncodedScope::default(),
+            &[]
+        ),
         reference(&empty, Vec::new())
     );
     let one = vec![span(0, &ours)];
     assert_eq!(
-        encode::export_request(&EncodedResource::new(&empty), &one),
+        encode::export_request(
+            &EncodedResource::new(&empty),
+            &one.iter().collect::<Vec<_>>(),
+            &EncodedScope::default(),
+            &[],
+        ),
         reference(&empty, one.clone())
     );
+}
+
+/// The `Span` message opentelemetry-proto makes of `span`.
+fn reference_span(span: &SpanData) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let resource = Resource::builder_empty().build();
+    let request =
+        ExportTraceServiceRequest::decode(reference(&resource, vec![span.clone()]).as_slice())
+            .unwrap();
+    request.resource_spans[0].scope_spans[0].spans[0].clone()
+}
+
+/// `span` made again as an [`EncodedSpan`], through the `Span` API.
+fn replayed(span: &SpanData) -> Vec<u8> {
+    use opentelemetry::trace::Span as _;
+    let mut encoded = span::EncodedSpan::unqueued(
+        span.span_context.clone(),
+        span.parent_span_id,
+        span.parent_span_is_remote,
+        "to be renamed".into(),
+        span.span_kind.clone(),
+        span.start_time,
+    );
+    for (n, kv) in span.attributes.iter().enumerate() {
+        match &kv.value {
+            // Both ways in for strings.
+            Value::String(s) if n % 2 == 0 => {
+                encoded.set_str_attribute(kv.key.as_str(), s.as_str())
+            }
+            _ => encoded.set_attribute(kv.clone()),
+        }
+    }
+    for event in span.events.iter() {
+        encoded.add_event_with_timestamp(
+            event.name.clone(),
+            event.timestamp,
+            event.attributes.clone(),
+        );
+    }
+    for link in span.links.iter() {
+        encoded.add_link(link.span_context.clone(), link.attributes.clone());
+    }
+    encoded.update_name(span.name.clone());
+    encoded.set_status(Status::Unset);
+    encoded.set_status(span.status.clone());
+    encoded.into_message(span.end_time)
+}
+
+#[test]
+fn encoded_spans_decode_to_the_sdk_spans() {
+    let scope = InstrumentationScope::builder("tower-bulwark").build();
+    for n in 0..6 {
+        let mut span = span(n, &scope);
+        // Over-limit counts come from the limits, tested below.
+        span.dropped_attributes_count = 0;
+        span.events.dropped_count = 0;
+        for event in &mut span.events.events {
+            event.dropped_attributes_count = 0;
+        }
+        let bytes = replayed(&span);
+        let decoded =
+            opentelemetry_proto::tonic::trace::v1::Span::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded, reference_span(&span), "span {n}");
+    }
+
+    // In a request: their own `ScopeSpans`, after the SDK's spans.
+    let resource = Resource::builder_empty()
+        .with_service_name("taskman")
+        .build();
+    let sdk = span(2, &InstrumentationScope::builder("other").build());
+    let encoded = replayed(&span(0, &scope));
+    let request = encode::export_request(
+        &EncodedResource::new(&resource),
+        &[&sdk],
+        &EncodedScope::new(&scope),
+        &[&encoded, &encoded],
+    );
+    let decoded = ExportTraceServiceRequest::decode(request.as_slice()).unwrap();
+    let scope_spans = &decoded.resource_spans[0].scope_spans;
+    assert_eq!(scope_spans.len(), 2);
+    assert_eq!(scope_spans[0].scope.as_ref().unwrap().name, "other");
+    assert_eq!(scope_spans[1].scope.as_ref().unwrap().name, "tower-bulwark");
+    assert_eq!(scope_spans[1].spans.len(), 2);
+    assert_eq!(scope_spans[1].spans[0], reference_span(&span(0, &scope)));
+}
+
+#[test]
+fn encoded_spans_keep_the_sdk_limits_and_status_order() {
+    use opentelemetry::trace::Span as _;
+    let mut encoded = span::EncodedSpan::unqueued(
+        SpanContext::new(
+            TraceId::from(1_u128),
+            SpanId::from(2_u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        SpanId::INVALID,
+        false,
+        "limits".into(),
+        SpanKind::Internal,
+        SystemTime::now(),
+    );
+    for n in 0..130 {
+        encoded.set_attribute(KeyValue::new("n", n));
+        encoded.set_str_attribute("s", "x");
+    }
+    let many: Vec<KeyValue> = (0..130).map(|n| KeyValue::new("a", n)).collect();
+    for _ in 0..130 {
+        encoded.add_event("e", many.clone());
+        encoded.add_link(SpanContext::empty_context(), many.clone());
+    }
+    encoded.set_status(Status::error("first"));
+    encoded.set_status(Status::Unset);
+    let error = opentelemetry_proto::tonic::trace::v1::Span::decode(
+        encoded.into_message(SystemTime::now()).as_slice(),
+    )
+    .unwrap();
+    assert_eq!(error.attributes.len(), 128);
+    assert_eq!(error.dropped_attributes_count, 260 - 128);
+    assert_eq!(error.events.len(), 128);
+    assert_eq!(error.dropped_events_count, 2);
+    assert_eq!(error.events[0].attributes.len(), 128);
+    assert_eq!(error.events[0].dropped_attributes_count, 2);
+    assert_eq!(error.links.len(), 128);
+    assert_eq!(error.dropped_links_count, 2);
+    assert_eq!(error.links[0].dropped_attributes_count, 2);
+    let status = error.status.unwrap();
+    assert_eq!((status.code, status.message.as_str()), (2, "first"));
+
+    let mut ok = span::EncodedSpan::unqueued(
+        SpanContext::empty_context(),
+        SpanId::INVALID,
+        false,
+        "ok".into(),
+        SpanKind::Internal,
+        SystemTime::now(),
+    );
+    ok.set_status(Status::Ok);
+    ok.set_status(Status::error("later"));
+    let ok = opentelemetry_proto::tonic::trace::v1::Span::decode(
+        ok.into_message(SystemTime::now()).as_slice(),
+    )
+    .unwrap();
+    assert_eq!(ok.status.unwrap().code, 1, "ok wins over a later error");
 }
 
 #[test]
@@ -288,8 +447,11 @@ fn exporter(url: &str) -> OtlpHttpExporter {
     exporter
 }
 
-fn batch() -> Vec<SpanData> {
-    vec![span(0, &InstrumentationScope::builder("t").build())]
+fn batch() -> Vec<Queued> {
+    vec![Queued::Data(Box::new(span(
+        0,
+        &InstrumentationScope::builder("t").build(),
+    )))]
 }
 
 #[tokio::test]

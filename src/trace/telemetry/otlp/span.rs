@@ -1,0 +1,341 @@
+//! Spans that write themselves in OTLP protobuf as they are filled in.
+//!
+//! With the SDK, a span's attributes are `KeyValue`s (a `String` per value) kept in the span
+//! until it ends; then the span's data crosses to the export thread, is encoded there and
+//! freed there, far from the thread that allocated it. An [`EncodedSpan`] appends each
+//! attribute, event and link to one buffer as protobuf the moment it is set, and when it
+//! ends adds its identity, name, times and status and queues that one buffer: the export
+//! thread only copies finished spans into a request. Made only for this crate's OTLP
+//! exporter (see `TelemetryBuilder::otlp_endpoint`); any other exporter gets the SDK's spans.
+//!
+//! It keeps the SDK's semantics: the same sampler decides, with the same parent; attributes,
+//! events and links are capped by the SDK's default [`SpanLimits`], with what is over the
+//! cap counted as dropped; the status goes only up (unset, error, ok); the span ends, and is
+//! exported, when dropped if not before. Protobuf lets a message's fields come in any order,
+//! so the decoded span is the SDK path's span (the tests compare them).
+
+use std::{borrow::Cow, sync::Arc, time::SystemTime};
+
+use opentelemetry::{
+    Context, KeyValue,
+    trace::{SpanContext, SpanId, SpanKind, Status, TraceContextExt as _},
+};
+use opentelemetry_sdk::trace::{
+    IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample as _, SpanLimits,
+};
+
+use super::encode::{Writer, flags, kind, nanos};
+use crate::trace::telemetry::export::{Enqueue, Queued};
+
+/// Span field numbers (`opentelemetry.proto.trace.v1.Span`).
+mod field {
+    pub(super) const ATTRIBUTE: u32 = 9;
+    pub(super) const EVENT: u32 = 11;
+    pub(super) const LINK: u32 = 13;
+}
+
+/// Starts [`EncodedSpan`]s: the SDK tracer's job, for spans that skip the SDK.
+pub(crate) struct EncodingTracer {
+    sampler: Sampler,
+    ids: RandomIdGenerator,
+    limits: SpanLimits,
+    enqueue: Arc<Enqueue>,
+}
+
+/// What [`EncodingTracer::start`] made.
+pub(crate) enum Started {
+    /// Sampled (or recorded only): fill it in, then end it.
+    Recording(EncodedSpan),
+    /// Dropped by the sampler, or inside the exporter's own work: only its identity, for
+    /// children and log lines.
+    NotRecording(SpanContext),
+}
+
+impl EncodingTracer {
+    pub(crate) fn new(sampler: Sampler, enqueue: Arc<Enqueue>) -> Self {
+        Self {
+            sampler,
+            ids: RandomIdGenerator::default(),
+            limits: SpanLimits::default(),
+            enqueue,
+        }
+    }
+
+    /// A span named `name` of `kind`, child of the span in `parent` if it has a valid one,
+    /// as the SDK's tracer would start it.
+    pub(crate) fn start(
+        &self,
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        start: SystemTime,
+        parent: &Context,
+    ) -> Started {
+        if parent.is_telemetry_suppressed() {
+            return Started::NotRecording(SpanContext::empty_context());
+        }
+        let span_id = self.ids.new_span_id();
+        let parent_span = parent.span();
+        let parent_context = Some(parent_span.span_context()).filter(|sc| sc.is_valid());
+        let trace_id = parent_context.map_or_else(|| self.ids.new_trace_id(), |p| p.trace_id());
+        let sampling = self
+            .sampler
+            .should_sample(Some(parent), trace_id, &name, &kind, &[], &[]);
+        let trace_flags = parent_context
+            .map(SpanContext::trace_flags)
+            .unwrap_or_default();
+        let sampled = match sampling.decision {
+            SamplingDecision::Drop => {
+                return Started::NotRecording(SpanContext::new(
+                    trace_id,
+                    span_id,
+                    trace_flags.with_sampled(false),
+                    false,
+                    sampling.trace_state,
+                ));
+            }
+            SamplingDecision::RecordOnly => false,
+            SamplingDecision::RecordAndSample => true,
+        };
+        let mut span = EncodedSpan {
+            span_context: SpanContext::new(
+                trace_id,
+                span_id,
+                trace_flags.with_sampled(sampled),
+                false,
+                sampling.trace_state,
+            ),
+            parent_span_id: parent_context.map_or(SpanId::INVALID, SpanContext::span_id),
+            parent_is_remote: parent_context.is_some_and(SpanContext::is_remote),
+            name,
+            kind,
+            start,
+            status: Status::Unset,
+            body: Writer(Vec::with_capacity(512)),
+            attributes: 0,
+            events: 0,
+            links: 0,
+            dropped: Dropped::default(),
+            limits: self.limits,
+            state: if sampled {
+                State::Recording(self.enqueue.clone())
+            } else {
+                State::RecordingOnly
+            },
+        };
+        for attribute in sampling.attributes {
+            opentelemetry::trace::Span::set_attribute(&mut span, attribute);
+        }
+        Started::Recording(span)
+    }
+}
+
+/// Counts of what went over the limits.
+#[derive(Debug, Default)]
+struct Dropped {
+    attributes: u32,
+    events: u32,
+    links: u32,
+}
+
+/// Where an [`EncodedSpan`] is in its life.
+#[derive(Debug)]
+enum State {
+    /// Sampled: queued for export when it ends.
+    Recording(Arc<Enqueue>),
+    /// Recorded but not sampled: not exported, as the SDK's processors do not export it.
+    RecordingOnly,
+    Ended,
+}
+
+/// A span kept as the protobuf of its `Span` message; see the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct EncodedSpan {
+    span_context: SpanContext,
+    parent_span_id: SpanId,
+    parent_is_remote: bool,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    start: SystemTime,
+    status: Status,
+    /// Attributes, events and links, in the order they were set.
+    body: Writer,
+    attributes: u32,
+    events: u32,
+    links: u32,
+    dropped: Dropped,
+    limits: SpanLimits,
+    state: State,
+}
+
+impl EncodedSpan {
+    /// Adds the fields known only at the end, and returns the whole message.
+    fn finish(&mut self, end: SystemTime) -> Vec<u8> {
+        let mut w = std::mem::replace(&mut self.body, Writer(Vec::new()));
+        let sc = &self.span_context;
+        w.bytes(1, &sc.trace_id().to_bytes());
+        w.bytes(2, &sc.span_id().to_bytes());
+        w.opt_bytes(3, sc.trace_state().header().as_bytes());
+        if self.parent_span_id != SpanId::INVALID {
+            w.bytes(4, &self.parent_span_id.to_bytes());
+        }
+        w.opt_bytes(5, self.name.as_bytes());
+        w.opt_varint(6, kind(&self.kind));
+        w.opt_fixed64(7, nanos(self.start));
+        w.opt_fixed64(8, nanos(end));
+        w.opt_varint(10, u64::from(self.dropped.attributes));
+        w.opt_varint(12, u64::from(self.dropped.events));
+        w.opt_varint(14, u64::from(self.dropped.links));
+        w.status(&self.status);
+        w.opt_fixed32(16, flags(sc.trace_flags().to_u8(), self.parent_is_remote));
+        w.0
+    }
+}
+
+impl EncodedSpan {
+    /// [`set_attribute`](opentelemetry::trace::Span::set_attribute) for a string value,
+    /// without making a `KeyValue` first.
+    pub(crate) fn set_str_attribute(&mut self, key: &str, value: &str) {
+        if !opentelemetry::trace::Span::is_recording(self) {
+            return;
+        }
+        if self.attributes < self.limits.max_attributes_per_span {
+            self.attributes += 1;
+            self.body.str_key_value(field::ATTRIBUTE, key, value);
+        } else {
+            self.dropped.attributes += 1;
+        }
+    }
+}
+
+impl opentelemetry::trace::Span for EncodedSpan {
+    fn add_event_with_timestamp<T>(
+        &mut self,
+        name: T,
+        timestamp: SystemTime,
+        mut attributes: Vec<KeyValue>,
+    ) where
+        T: Into<Cow<'static, str>>,
+    {
+        if !self.is_recording() {
+            return;
+        }
+        if self.events >= self.limits.max_events_per_span {
+            self.dropped.events += 1;
+            return;
+        }
+        self.events += 1;
+        let limit = self.limits.max_attributes_per_event as usize;
+        let dropped = attributes.len().saturating_sub(limit);
+        attributes.truncate(limit);
+        self.body.event(
+            field::EVENT,
+            nanos(timestamp),
+            &name.into(),
+            &attributes,
+            dropped as u64,
+        );
+    }
+
+    fn span_context(&self) -> &SpanContext {
+        &self.span_context
+    }
+
+    fn is_recording(&self) -> bool {
+        !matches!(self.state, State::Ended)
+    }
+
+    fn set_attribute(&mut self, attribute: KeyValue) {
+        if !self.is_recording() {
+            return;
+        }
+        if self.attributes < self.limits.max_attributes_per_span {
+            self.attributes += 1;
+            self.body
+                .key_value(field::ATTRIBUTE, attribute.key.as_str(), &attribute.value);
+        } else {
+            self.dropped.attributes += 1;
+        }
+    }
+
+    fn set_status(&mut self, status: Status) {
+        // The SDK's order: ok > error > unset.
+        if self.is_recording() && status > self.status {
+            self.status = status;
+        }
+    }
+
+    fn update_name<T>(&mut self, new_name: T)
+    where
+        T: Into<Cow<'static, str>>,
+    {
+        if self.is_recording() {
+            self.name = new_name.into();
+        }
+    }
+
+    fn add_link(&mut self, span_context: SpanContext, mut attributes: Vec<KeyValue>) {
+        if !self.is_recording() {
+            return;
+        }
+        if self.links >= self.limits.max_links_per_span {
+            self.dropped.links += 1;
+            return;
+        }
+        self.links += 1;
+        let limit = self.limits.max_attributes_per_link as usize;
+        let dropped = attributes.len().saturating_sub(limit);
+        attributes.truncate(limit);
+        self.body
+            .link(field::LINK, &span_context, &attributes, dropped as u64);
+    }
+
+    fn end_with_timestamp(&mut self, timestamp: SystemTime) {
+        match std::mem::replace(&mut self.state, State::Ended) {
+            State::Recording(enqueue) => enqueue.push(Queued::Encoded(self.finish(timestamp))),
+            State::RecordingOnly | State::Ended => {}
+        }
+    }
+}
+
+impl Drop for EncodedSpan {
+    /// A span dropped without an end ends now, as the SDK's does.
+    fn drop(&mut self) {
+        opentelemetry::trace::Span::end(self);
+    }
+}
+
+#[cfg(test)]
+impl EncodedSpan {
+    /// A recording span that is not queued, with the given identity.
+    pub(super) fn unqueued(
+        span_context: SpanContext,
+        parent_span_id: SpanId,
+        parent_is_remote: bool,
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        start: SystemTime,
+    ) -> Self {
+        Self {
+            span_context,
+            parent_span_id,
+            parent_is_remote,
+            name,
+            kind,
+            start,
+            status: Status::Unset,
+            body: Writer(Vec::new()),
+            attributes: 0,
+            events: 0,
+            links: 0,
+            dropped: Dropped::default(),
+            limits: SpanLimits::default(),
+            state: State::RecordingOnly,
+        }
+    }
+
+    /// The finished `Span` message.
+    pub(super) fn into_message(mut self, end: SystemTime) -> Vec<u8> {
+        self.state = State::Ended;
+        self.finish(end)
+    }
+}
