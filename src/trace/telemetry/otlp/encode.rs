@@ -351,6 +351,19 @@ impl Writer {
     /// A `KeyValue` whose value is a string, in `field`: the same bytes as
     /// [`key_value`](Self::key_value) with a [`Value::String`].
     pub(super) fn str_key_value(&mut self, field: u32, key: &str, value: &str) {
+        // Short ones (nearly all): every tag and length is one byte.
+        let short_len = key.len() + value.len() + 6;
+        if field < 16 && !key.is_empty() && short_len < 0x80 {
+            let tag = (field << 3 | LEN) as u8;
+            self.0.reserve(short_len + 2);
+            self.0
+                .extend_from_slice(&[tag, short_len as u8, 0x0a, key.len() as u8]);
+            self.0.extend_from_slice(key.as_bytes());
+            self.0
+                .extend_from_slice(&[0x12, value.len() as u8 + 2, 0x0a, value.len() as u8]);
+            self.0.extend_from_slice(value.as_bytes());
+            return;
+        }
         let any_len = delimited_len(1, value.len());
         let len = opt_bytes_len(1, key.len()) + delimited_len(2, any_len);
         self.0.reserve(delimited_len(field, len));
