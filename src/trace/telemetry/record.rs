@@ -109,15 +109,15 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let parent = self.parent_context(attrs, &ctx);
-        // Name and kind first: all the sampler sees.
-        let mut head = Head {
-            name: Cow::Borrowed(attrs.metadata().name()),
-            kind: SpanKind::Internal,
-        };
-        attrs.record(&mut head);
         let mut status = StatusFields::default();
         let cx = match &self.tracer {
             Tracer::Sdk(tracer) => {
+                // Name and kind first: all the sampler sees.
+                let mut head = Head {
+                    name: Cow::Borrowed(attrs.metadata().name()),
+                    kind: SpanKind::Internal,
+                };
+                attrs.record(&mut head);
                 let builder = SpanBuilder::from_name(head.name)
                     .with_kind(head.kind)
                     .with_start_time(SystemTime::now());
@@ -126,11 +126,19 @@ where
             }
             #[cfg(feature = "otlp")]
             Tracer::Encoding(tracer) => {
-                match tracer.start(head.name, head.kind, SystemTime::now(), &parent) {
-                    super::otlp::Started::Recording(otel_span) => {
-                        with_fields(&parent, otel_span, attrs, &mut status)
+                // One pass over the fields, before the sampler decides: writing a few
+                // attributes that may be dropped costs less than a second pass.
+                let mut start = super::otlp::SpanStart::new(attrs.metadata().name());
+                attrs.record(&mut Visitor(&mut Fields {
+                    target: &mut start,
+                    status: &mut status,
+                }));
+                match tracer.start(start, SystemTime::now(), &parent) {
+                    super::otlp::Started::Recording(otel_span) => parent.with_span(otel_span),
+                    super::otlp::Started::NotRecording(sc) => {
+                        status = StatusFields::default();
+                        parent.with_remote_span_context(sc)
                     }
-                    super::otlp::Started::NotRecording(sc) => parent.with_remote_span_context(sc),
                 }
             }
         };
@@ -291,6 +299,8 @@ fn span_kind(text: &str) -> Option<SpanKind> {
 trait Target {
     fn attribute(&mut self, attribute: KeyValue);
     fn name(&mut self, name: String);
+    /// `otel.kind`: only a span not made yet takes it.
+    fn kind(&mut self, _kind: SpanKind) {}
     fn str_attribute(&mut self, key: &'static str, value: &str) {
         self.attribute(KeyValue::new(key, value.to_owned()));
     }
@@ -340,6 +350,22 @@ impl Target for opentelemetry_sdk::trace::Span {
 }
 
 #[cfg(feature = "otlp")]
+impl Target for super::otlp::SpanStart {
+    fn attribute(&mut self, attribute: KeyValue) {
+        super::otlp::SpanStart::attribute(self, &attribute);
+    }
+    fn name(&mut self, name: String) {
+        self.name = Cow::Owned(name);
+    }
+    fn kind(&mut self, kind: SpanKind) {
+        self.kind = kind;
+    }
+    fn str_attribute(&mut self, key: &'static str, value: &str) {
+        super::otlp::SpanStart::str_attribute(self, key, value);
+    }
+}
+
+#[cfg(feature = "otlp")]
 impl Target for super::otlp::EncodedSpan {
     fn attribute(&mut self, attribute: KeyValue) {
         opentelemetry::trace::Span::set_attribute(self, attribute);
@@ -377,8 +403,11 @@ impl<T: Target> Fields<'_, T> {
             return self.target.str_attribute(name, value);
         }
         match name {
-            // Set when the span was made.
-            "otel.kind" => {}
+            "otel.kind" => {
+                if let Some(kind) = span_kind(value) {
+                    self.target.kind(kind);
+                }
+            }
             "otel.name" => self.target.name(value.to_owned()),
             "otel.status_code" => {
                 if value.eq_ignore_ascii_case("error") {
@@ -646,5 +675,154 @@ mod tests {
         let ids = ids.unwrap();
         assert!(!ids.sampled);
         assert_ne!(ids.trace_id, TraceId::INVALID);
+    }
+
+    /// The encoding tracer makes the spans the SDK's tracer makes, field for field.
+    #[cfg(feature = "otlp")]
+    mod encoded {
+        use std::{collections::HashMap, sync::OnceLock};
+
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+        use prost::Message as _;
+
+        use super::*;
+        use crate::trace::telemetry::{
+            export::{BoundedBatchProcessor, Export, Queued, Settings},
+            otlp::EncodingTracer,
+            stats::Counters,
+        };
+
+        #[derive(Clone, Debug, Default)]
+        struct Captured(Arc<Mutex<Vec<Vec<u8>>>>);
+
+        impl Export for Captured {
+            async fn export(&self, batch: Vec<Queued>) -> OTelSdkResult {
+                let mut spans = self.0.lock().unwrap();
+                for queued in batch {
+                    if let Queued::Encoded(bytes) = queued {
+                        spans.push(bytes);
+                    }
+                }
+                Ok(())
+            }
+
+            fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+                Ok(())
+            }
+        }
+
+        fn encoded(sampler: Sampler, run: impl FnOnce()) -> Vec<ProtoSpan> {
+            let captured = Captured::default();
+            let processor = BoundedBatchProcessor::spawn(
+                captured.clone(),
+                Settings::default(),
+                Arc::new(Counters::default()),
+                Arc::new(OnceLock::new()),
+            )
+            .unwrap();
+            let tracer = EncodingTracer::new(sampler, processor.enqueue());
+            let subscriber = tracing_subscriber::registry()
+                .with(SpanRecorder::new(
+                    Tracer::Encoding(tracer),
+                    LevelFilter::WARN,
+                ))
+                .with(CorrelationLayer::new());
+            tracing::subscriber::with_default(subscriber, run);
+            processor.force_flush().unwrap();
+            let spans = captured.0.lock().unwrap();
+            spans
+                .iter()
+                .map(|bytes| ProtoSpan::decode(bytes.as_slice()).unwrap())
+                .collect()
+        }
+
+        /// IDs replaced by their order of appearance and times by zero: the two runs share
+        /// neither.
+        fn comparable(mut spans: Vec<ProtoSpan>) -> Vec<ProtoSpan> {
+            let mut ids: HashMap<Vec<u8>, u8> = HashMap::new();
+            let mut map = |id: &mut Vec<u8>| {
+                if !id.is_empty() {
+                    let next = u8::try_from(ids.len()).unwrap();
+                    *id = vec![*ids.entry(id.clone()).or_insert(next)];
+                }
+            };
+            for span in &mut spans {
+                map(&mut span.trace_id);
+                map(&mut span.span_id);
+                map(&mut span.parent_span_id);
+                span.start_time_unix_nano = 0;
+                span.end_time_unix_nano = 0;
+                for event in &mut span.events {
+                    event.time_unix_nano = 0;
+                }
+            }
+            spans
+        }
+
+        fn scenario() {
+            let remote = SpanContext::new(
+                TraceId::from(42_u128),
+                SpanId::from(7_u64),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::from_key_value([("vendor", "v")]).unwrap(),
+            );
+            let outer = tracing::info_span!(
+                "request",
+                otel.name = "GET /tasks",
+                otel.kind = "SERVER",
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                count = 3_i64,
+                big = u64::MAX,
+                ok = true,
+                ratio = 0.5,
+                text = "a",
+                debug = ?[1, 2],
+                late = tracing::field::Empty,
+                unset = tracing::field::Empty,
+            );
+            outer.record("late", "b");
+            outer.record("otel.status_code", "error");
+            outer.record("otel.status_description", "it broke");
+            outer.in_scope(|| {
+                tracing::info!("routine");
+                tracing::warn!(attempt = 2, "odd");
+                let inner = tracing::info_span!("inner", otel.kind = "client");
+                inner.in_scope(|| tracing::error!(code = 503_u64, "broken"));
+                let explicit = tracing::info_span!(parent: &inner, "explicit", x = "y");
+                let server = {
+                    let _attached = Context::new()
+                        .with_remote_span_context(remote.clone())
+                        .attach();
+                    tracing::info_span!("server", otel.name = ?"debug name")
+                };
+                drop((explicit, server, inner));
+            });
+        }
+
+        #[test]
+        fn the_same_spans_as_the_sdk_tracer() {
+            let sdk: Vec<ProtoSpan> = recorded(Sampler::AlwaysOn, scenario)
+                .into_iter()
+                .map(ProtoSpan::from)
+                .collect();
+            let ours = encoded(Sampler::AlwaysOn, scenario);
+            assert_eq!(ours.len(), 4);
+            assert_eq!(comparable(ours), comparable(sdk));
+        }
+
+        #[test]
+        fn unsampled_spans_are_not_exported_and_a_ratio_sampler_is_followed() {
+            assert!(encoded(Sampler::AlwaysOff, scenario).is_empty());
+            let half = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.5)));
+            let roots = encoded(half, || {
+                for _ in 0..200 {
+                    drop(tracing::info_span!("root"));
+                }
+            });
+            assert!((60..140).contains(&roots.len()), "{} of 200", roots.len());
+        }
     }
 }

@@ -61,15 +61,9 @@ impl EncodingTracer {
         }
     }
 
-    /// A span named `name` of `kind`, child of the span in `parent` if it has a valid one,
-    /// as the SDK's tracer would start it.
-    pub(crate) fn start(
-        &self,
-        name: Cow<'static, str>,
-        kind: SpanKind,
-        start: SystemTime,
-        parent: &Context,
-    ) -> Started {
+    /// The span `fields` describe, child of the span in `parent` if it has a valid one, as
+    /// the SDK's tracer would start it.
+    pub(crate) fn start(&self, fields: SpanStart, start: SystemTime, parent: &Context) -> Started {
         if parent.is_telemetry_suppressed() {
             return Started::NotRecording(SpanContext::empty_context());
         }
@@ -77,9 +71,14 @@ impl EncodingTracer {
         let parent_span = parent.span();
         let parent_context = Some(parent_span.span_context()).filter(|sc| sc.is_valid());
         let trace_id = parent_context.map_or_else(|| self.ids.new_trace_id(), |p| p.trace_id());
-        let sampling = self
-            .sampler
-            .should_sample(Some(parent), trace_id, &name, &kind, &[], &[]);
+        let sampling = self.sampler.should_sample(
+            Some(parent),
+            trace_id,
+            &fields.name,
+            &fields.kind,
+            &[],
+            &[],
+        );
         let trace_flags = parent_context
             .map(SpanContext::trace_flags)
             .unwrap_or_default();
@@ -106,15 +105,18 @@ impl EncodingTracer {
             ),
             parent_span_id: parent_context.map_or(SpanId::INVALID, SpanContext::span_id),
             parent_is_remote: parent_context.is_some_and(SpanContext::is_remote),
-            name,
-            kind,
+            name: fields.name,
+            kind: fields.kind,
             start,
             status: Status::Unset,
-            body: Writer(Vec::with_capacity(512)),
-            attributes: 0,
+            body: fields.attributes,
+            attributes: fields.count,
             events: 0,
             links: 0,
-            dropped: Dropped::default(),
+            dropped: Dropped {
+                attributes: fields.dropped,
+                ..Dropped::default()
+            },
             limits: self.limits,
             state: if sampled {
                 State::Recording(self.enqueue.clone())
@@ -126,6 +128,54 @@ impl EncodingTracer {
             opentelemetry::trace::Span::set_attribute(&mut span, attribute);
         }
         Started::Recording(span)
+    }
+}
+
+/// What a span starts with: its name, kind and first attributes, gathered from its fields
+/// in one pass before the sampler decides (the attributes already written as they will be
+/// sent, into the buffer the span keeps if it is sampled).
+#[derive(Debug)]
+pub(crate) struct SpanStart {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: SpanKind,
+    attributes: Writer,
+    count: u32,
+    dropped: u32,
+}
+
+impl SpanStart {
+    pub(crate) fn new(name: &'static str) -> Self {
+        Self {
+            name: Cow::Borrowed(name),
+            kind: SpanKind::Internal,
+            // Room for a typical HTTP span's attributes, events and identity.
+            attributes: Writer(Vec::with_capacity(512)),
+            count: 0,
+            dropped: 0,
+        }
+    }
+
+    fn has_room(&mut self) -> bool {
+        if self.count < SpanLimits::default().max_attributes_per_span {
+            self.count += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    pub(crate) fn attribute(&mut self, attribute: &KeyValue) {
+        if self.has_room() {
+            self.attributes
+                .key_value(field::ATTRIBUTE, attribute.key.as_str(), &attribute.value);
+        }
+    }
+
+    pub(crate) fn str_attribute(&mut self, key: &str, value: &str) {
+        if self.has_room() {
+            self.attributes.str_key_value(field::ATTRIBUTE, key, value);
+        }
     }
 }
 
