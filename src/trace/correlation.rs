@@ -124,7 +124,7 @@ where
 fn ids_in(
     extensions: &tracing_subscriber::registry::Extensions<'_>,
 ) -> Option<(SpanContext, Option<Context>)> {
-    if let Some(OtelSpan(cx)) = extensions.get::<OtelSpan>() {
+    if let Some(OtelSpan { cx, .. }) = extensions.get::<OtelSpan>() {
         let sc = cx.span().span_context().clone();
         return sc.is_valid().then(|| (sc, Some(cx.clone())));
     }

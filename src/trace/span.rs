@@ -10,6 +10,9 @@ use opentelemetry::{
 };
 use tracing::{Level, Span, field::Empty};
 
+#[cfg(feature = "otlp")]
+use crate::trace::telemetry::AttributeBatch;
+
 /// Headers never recorded, even when allow-listed: credentials and idempotency keys.
 pub(crate) const NEVER_RECORDED: [&str; 6] = [
     "authorization",
@@ -286,6 +289,10 @@ pub(crate) enum Details {
     Skip,
     /// Sampled: straight onto the OpenTelemetry span, without going through `tracing`.
     Otel(Context),
+    /// Sampled, and written as it goes (the built-in OTLP exporter's spans): each write is
+    /// encoded here and added to the span in the `tracing` span's extensions at once.
+    #[cfg(feature = "otlp")]
+    Encoded,
     /// No OpenTelemetry: onto the `tracing` fields.
     Fields,
 }
@@ -300,6 +307,8 @@ impl Details {
             return Self::Skip;
         }
         match found {
+            #[cfg(feature = "otlp")]
+            Some((sc, Some(cx))) if sc.is_sampled() && !cx.span().is_recording() => Self::Encoded,
             Some((sc, Some(cx))) if sc.is_sampled() => Self::Otel(cx.clone()),
             Some((_, Some(_))) => Self::Skip,
             _ => Self::Fields,
@@ -319,6 +328,11 @@ impl Details {
             attributes: match self {
                 Self::Otel(_) => Vec::with_capacity(8),
                 _ => Vec::new(),
+            },
+            #[cfg(feature = "otlp")]
+            batch: match self {
+                Self::Encoded => AttributeBatch::with_capacity(256),
+                _ => AttributeBatch::default(),
             },
         }
     }
@@ -357,7 +371,7 @@ impl Details {
             sink.static_str("network.protocol.version", version);
         }
         sink.finish();
-        self.record_headers(req.headers(), &cfg.request_headers);
+        self.record_headers(span, req.headers(), &cfg.request_headers);
     }
 
     /// The request's details on a client span.
@@ -398,7 +412,7 @@ impl Details {
             sink.static_str("network.protocol.version", version);
         }
         sink.finish();
-        self.record_headers(req.headers(), &cfg.request_headers);
+        self.record_headers(span, req.headers(), &cfg.request_headers);
     }
 
     /// The response: status code, and for a failure (5xx on a server, 4xx or 5xx on a
@@ -420,7 +434,7 @@ impl Details {
                 sink.error_status(None);
             }
             sink.finish();
-            self.record_headers(res.headers(), &cfg.response_headers);
+            self.record_headers(span, res.headers(), &cfg.response_headers);
         }
         if let Some(level) = cfg.response_event {
             let _entered = span.enter();
@@ -450,12 +464,11 @@ impl Details {
 
     /// The allow-listed headers, as `string[]` attributes (OpenTelemetry only: `tracing`
     /// field names are static).
-    fn record_headers(&self, headers: &HeaderMap, allowed: &[RecordedHeader]) {
-        let Self::Otel(cx) = self else { return };
-        if allowed.is_empty() {
+    fn record_headers(&self, span: &Span, headers: &HeaderMap, allowed: &[RecordedHeader]) {
+        if allowed.is_empty() || !matches!(self, Self::Otel(_)) && !self.is_encoded() {
             return;
         }
-        let span = cx.span();
+        let mut sink = self.sink(span);
         for header in allowed {
             let values: Vec<StringValue> = headers
                 .get_all(&header.name)
@@ -463,26 +476,39 @@ impl Details {
                 .map(|v| StringValue::from(truncate(&String::from_utf8_lossy(v.as_bytes()))))
                 .collect();
             if !values.is_empty() {
-                span.set_attribute(KeyValue::new(
+                sink.attribute(KeyValue::new(
                     header.key.clone(),
                     Value::Array(Array::String(values)),
                 ));
             }
         }
+        sink.finish();
+    }
+
+    fn is_encoded(&self) -> bool {
+        #[cfg(feature = "otlp")]
+        if matches!(self, Self::Encoded) {
+            return true;
+        }
+        false
     }
 }
 
-/// One batch of writes to a span, for either destination.
+/// One batch of writes to a span, for any destination.
 struct Sink<'a> {
     details: &'a Details,
     span: &'a Span,
     attributes: Vec<KeyValue>,
+    #[cfg(feature = "otlp")]
+    batch: AttributeBatch,
 }
 
 impl Sink<'_> {
     fn name(&mut self, name: SpanName<'_>) {
         match self.details {
             Details::Otel(cx) => cx.span().update_name(name.to_name()),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.name(name.to_name()),
             Details::Fields => {
                 self.span.record("otel.name", tracing::field::display(name));
             }
@@ -493,6 +519,8 @@ impl Sink<'_> {
     fn static_str(&mut self, key: &'static str, value: &'static str) {
         match self.details {
             Details::Otel(_) => self.attributes.push(KeyValue::new(key, value)),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.str(key, value),
             Details::Fields => {
                 self.span.record(key, value);
             }
@@ -503,6 +531,8 @@ impl Sink<'_> {
     fn str(&mut self, key: &'static str, value: &str) {
         match self.details {
             Details::Otel(_) => self.attributes.push(KeyValue::new(key, value.to_owned())),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.str(key, value),
             Details::Fields => {
                 self.span.record(key, value);
             }
@@ -519,6 +549,8 @@ impl Sink<'_> {
     fn display(&mut self, key: &'static str, value: impl fmt::Display) {
         match self.details {
             Details::Otel(_) => self.attributes.push(KeyValue::new(key, value.to_string())),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.str(key, &value.to_string()),
             Details::Fields => {
                 self.span.record(key, tracing::field::display(value));
             }
@@ -529,6 +561,8 @@ impl Sink<'_> {
     fn int(&mut self, key: &'static str, value: i64) {
         match self.details {
             Details::Otel(_) => self.attributes.push(KeyValue::new(key, value)),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.i64(key, value),
             Details::Fields => {
                 self.span.record(key, value);
             }
@@ -536,13 +570,28 @@ impl Sink<'_> {
         }
     }
 
-    fn error_status(&mut self, description: Option<&dyn fmt::Display>) {
+    /// Any attribute (OpenTelemetry only: `tracing` field names are static).
+    fn attribute(&mut self, attribute: KeyValue) {
         match self.details {
-            Details::Otel(cx) => cx.span().set_status(Status::error(
+            Details::Otel(_) => self.attributes.push(attribute),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.attribute(&attribute),
+            Details::Fields | Details::Skip => {}
+        }
+    }
+
+    fn error_status(&mut self, description: Option<&dyn fmt::Display>) {
+        let status = || {
+            Status::error(
                 description
                     .map(|d| truncate(&d.to_string()))
                     .unwrap_or_default(),
-            )),
+            )
+        };
+        match self.details {
+            Details::Otel(cx) => cx.span().set_status(status()),
+            #[cfg(feature = "otlp")]
+            Details::Encoded => self.batch.status(status()),
             Details::Fields => {
                 self.span.record("otel.status_code", "error");
                 if let Some(description) = description {
@@ -557,10 +606,13 @@ impl Sink<'_> {
     }
 
     fn finish(self) {
-        if let Details::Otel(cx) = self.details
-            && !self.attributes.is_empty()
-        {
-            cx.span().set_attributes(self.attributes);
+        match self.details {
+            Details::Otel(cx) if !self.attributes.is_empty() => {
+                cx.span().set_attributes(self.attributes);
+            }
+            #[cfg(feature = "otlp")]
+            Details::Encoded => crate::trace::telemetry::append_encoded(self.span, self.batch),
+            _ => {}
         }
     }
 }

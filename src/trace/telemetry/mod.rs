@@ -34,6 +34,8 @@ pub(crate) use record::OtelSpan;
 use record::{SpanRecorder, Tracer};
 use stats::Counters;
 pub use stats::ExportStats;
+#[cfg(feature = "otlp")]
+pub(crate) use {otlp::AttributeBatch, record::append_encoded};
 
 /// The log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -38,8 +38,43 @@ use tracing_subscriber::{
 
 /// The OpenTelemetry context of a `tracing` span (its span, and the baggage it inherited),
 /// kept in the span's extensions while the span lives.
-#[derive(Clone, Debug)]
-pub(crate) struct OtelSpan(pub(crate) Context);
+#[derive(Debug)]
+pub(crate) struct OtelSpan {
+    pub(crate) cx: Context,
+    /// A span written as it goes is kept here, not in `cx` (which then has only its
+    /// identity): its writers reach it without a lock and without making `KeyValue`s.
+    #[cfg(feature = "otlp")]
+    pub(crate) encoded: Option<super::otlp::EncodedSpan>,
+}
+
+impl OtelSpan {
+    fn new(cx: Context) -> Self {
+        Self {
+            cx,
+            #[cfg(feature = "otlp")]
+            encoded: None,
+        }
+    }
+}
+
+/// Where a recording span's writes go.
+enum Recording<'a> {
+    Sdk(opentelemetry::trace::SpanRef<'a>),
+    #[cfg(feature = "otlp")]
+    Encoded(&'a mut super::otlp::EncodedSpan),
+}
+
+impl OtelSpan {
+    /// The span, if it records.
+    fn recording(&mut self) -> Option<Recording<'_>> {
+        #[cfg(feature = "otlp")]
+        if let Some(encoded) = self.encoded.as_mut() {
+            return Some(Recording::Encoded(encoded));
+        }
+        let span = self.cx.span();
+        span.is_recording().then_some(Recording::Sdk(span))
+    }
+}
 
 /// Makes an OpenTelemetry span for every `tracing` span; see the [module docs](self).
 pub(super) struct SpanRecorder {
@@ -76,7 +111,7 @@ impl SpanRecorder {
         if let Some(parent) = attrs.parent() {
             return ctx
                 .span(parent)
-                .and_then(|span| span.extensions().get::<OtelSpan>().map(|o| o.0.clone()))
+                .and_then(|span| span.extensions().get::<OtelSpan>().map(|o| o.cx.clone()))
                 .unwrap_or_default();
         }
         // A caller's context attached by a server layer while it made this span wins over an
@@ -88,7 +123,7 @@ impl SpanRecorder {
             .or_else(|| {
                 let current = ctx.lookup_current()?;
                 let extensions = current.extensions();
-                extensions.get::<OtelSpan>().map(|o| o.0.clone())
+                extensions.get::<OtelSpan>().map(|o| o.cx.clone())
             })
             .unwrap_or_default()
     }
@@ -110,7 +145,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let parent = self.parent_context(attrs, &ctx);
         let mut status = StatusFields::default();
-        let cx = match &self.tracer {
+        let otel = match &self.tracer {
             Tracer::Sdk(tracer) => {
                 // Name and kind first: all the sampler sees.
                 let mut head = Head {
@@ -121,8 +156,14 @@ where
                 let builder = SpanBuilder::from_name(head.name)
                     .with_kind(head.kind)
                     .with_start_time(SystemTime::now());
-                let otel_span = tracer.build_with_context(builder, &parent);
-                with_fields(&parent, otel_span, attrs, &mut status)
+                let mut otel_span = tracer.build_with_context(builder, &parent);
+                if opentelemetry::trace::Span::is_recording(&otel_span) {
+                    attrs.record(&mut Visitor(&mut Fields {
+                        target: &mut otel_span,
+                        status: &mut status,
+                    }));
+                }
+                OtelSpan::new(parent.with_span(otel_span))
             }
             #[cfg(feature = "otlp")]
             Tracer::Encoding(tracer) => {
@@ -134,16 +175,21 @@ where
                     status: &mut status,
                 }));
                 match tracer.start(start, SystemTime::now(), &parent) {
-                    super::otlp::Started::Recording(otel_span) => parent.with_span(otel_span),
+                    super::otlp::Started::Recording(otel_span) => OtelSpan {
+                        cx: parent.with_remote_span_context(
+                            opentelemetry::trace::Span::span_context(&otel_span).clone(),
+                        ),
+                        encoded: Some(otel_span),
+                    },
                     super::otlp::Started::NotRecording(sc) => {
                         status = StatusFields::default();
-                        parent.with_remote_span_context(sc)
+                        OtelSpan::new(parent.with_remote_span_context(sc))
                     }
                 }
             }
         };
         let mut extensions = span.extensions_mut();
-        extensions.insert(OtelSpan(cx));
+        extensions.insert(otel);
         if status.is_set() {
             extensions.insert(status);
         }
@@ -151,19 +197,24 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
         let mut status = StatusFields::default();
+        match extensions
+            .get_mut::<OtelSpan>()
+            .and_then(OtelSpan::recording)
         {
-            let extensions = span.extensions();
-            let Some(otel_span) = recording(&extensions) else {
-                return;
-            };
-            values.record(&mut Visitor(&mut Fields {
+            Some(Recording::Sdk(otel_span)) => values.record(&mut Visitor(&mut Fields {
                 target: &mut SpanRefFields(&otel_span),
                 status: &mut status,
-            }));
+            })),
+            #[cfg(feature = "otlp")]
+            Some(Recording::Encoded(otel_span)) => values.record(&mut Visitor(&mut Fields {
+                target: otel_span,
+                status: &mut status,
+            })),
+            None => return,
         }
         if status.is_set() {
-            let mut extensions = span.extensions_mut();
             match extensions.get_mut::<StatusFields>() {
                 Some(earlier) => earlier.merge(status),
                 None => extensions.insert(status),
@@ -182,8 +233,11 @@ where
             None => None,
         };
         let Some(span) = span else { return };
-        let extensions = span.extensions();
-        let Some(otel_span) = recording(&extensions) else {
+        let mut extensions = span.extensions_mut();
+        let Some(otel_span) = extensions
+            .get_mut::<OtelSpan>()
+            .and_then(OtelSpan::recording)
+        else {
             return;
         };
         let mut fields = EventFields {
@@ -197,11 +251,25 @@ where
         let name = fields
             .name
             .map_or(Cow::Borrowed(metadata.name()), Cow::Owned);
-        if *metadata.level() == tracing::Level::ERROR {
-            // The SDK keeps an error status already set (with its description).
-            otel_span.set_status(Status::error(name.clone()));
+        // The SDK keeps an error status already set (with its description).
+        let error =
+            (*metadata.level() == tracing::Level::ERROR).then(|| Status::error(name.clone()));
+        match otel_span {
+            Recording::Sdk(otel_span) => {
+                if let Some(error) = error {
+                    otel_span.set_status(error);
+                }
+                otel_span.add_event(name, fields.attributes);
+            }
+            #[cfg(feature = "otlp")]
+            Recording::Encoded(otel_span) => {
+                use opentelemetry::trace::Span as _;
+                if let Some(error) = error {
+                    otel_span.set_status(error);
+                }
+                otel_span.add_event(name, fields.attributes);
+            }
         }
-        otel_span.add_event(name, fields.attributes);
     }
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
@@ -213,42 +281,48 @@ where
                 extensions.remove::<StatusFields>(),
             )
         };
-        if let Some(OtelSpan(cx)) = removed {
-            let otel_span = cx.span();
-            if let Some(status) = status.and_then(StatusFields::into_status) {
-                otel_span.set_status(status);
+        let Some(mut otel) = removed else { return };
+        let status = status.and_then(StatusFields::into_status);
+        match otel.recording() {
+            Some(Recording::Sdk(otel_span)) => {
+                if let Some(status) = status {
+                    otel_span.set_status(status);
+                }
+                otel_span.end();
             }
-            otel_span.end();
+            #[cfg(feature = "otlp")]
+            Some(Recording::Encoded(otel_span)) => {
+                use opentelemetry::trace::Span as _;
+                if let Some(status) = status {
+                    otel_span.set_status(status);
+                }
+                otel_span.end();
+            }
+            None => {}
         }
     }
 }
 
-/// `parent` with `otel_span`, which gets `attrs` if it records.
-fn with_fields<T>(
-    parent: &Context,
-    mut otel_span: T,
-    attrs: &Attributes<'_>,
-    status: &mut StatusFields,
-) -> Context
-where
-    T: opentelemetry::trace::Span + Target + Send + Sync + 'static,
-{
-    if otel_span.is_recording() {
-        attrs.record(&mut Visitor(&mut Fields {
-            target: &mut otel_span,
-            status,
-        }));
-    }
-    parent.with_span(otel_span)
-}
-
-/// The OpenTelemetry span kept in `extensions`, if it is sampled.
-fn recording<'a>(
-    extensions: &'a tracing_subscriber::registry::Extensions<'_>,
-) -> Option<opentelemetry::trace::SpanRef<'a>> {
-    let OtelSpan(cx) = extensions.get::<OtelSpan>()?;
-    let span = cx.span();
-    span.is_recording().then_some(span)
+/// Adds `batch` to `span`'s encoded OpenTelemetry span, if it has one (made by
+/// [`SpanRecorder`] under a `Registry`-based subscriber).
+#[cfg(feature = "otlp")]
+pub(crate) fn append_encoded(span: &tracing::Span, batch: super::otlp::AttributeBatch) {
+    span.with_subscriber(|(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return;
+        };
+        let Some(data) = registry.span(id) else {
+            return;
+        };
+        let mut extensions = data.extensions_mut();
+        if let Some(OtelSpan {
+            encoded: Some(encoded),
+            ..
+        }) = extensions.get_mut::<OtelSpan>()
+        {
+            encoded.append(batch);
+        }
+    });
 }
 
 /// The fields that decide a span's name and kind.

@@ -208,7 +208,7 @@ fn span_len(span: &SpanData, trace_state: &str) -> usize {
 // ----- writing ---------------------------------------------------------------------------
 
 /// Protobuf written into a buffer.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {

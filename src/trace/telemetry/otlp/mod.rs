@@ -18,7 +18,7 @@
 mod encode;
 mod span;
 
-pub(crate) use self::span::{EncodedSpan, EncodingTracer, SpanStart, Started};
+pub(crate) use self::span::{AttributeBatch, EncodedSpan, EncodingTracer, SpanStart, Started};
 
 use std::{
     fmt, io,

@@ -241,7 +241,98 @@ impl EncodedSpan {
     }
 }
 
+/// Attributes (and maybe a new name or a status) written for a span elsewhere, then added to
+/// it at once with [`EncodedSpan::append`]: the span lives in a registry's extensions, which
+/// are looked up once per batch rather than once per attribute.
+#[derive(Debug, Default)]
+pub(crate) struct AttributeBatch {
+    attributes: Writer,
+    count: u32,
+    name: Option<Cow<'static, str>>,
+    status: Option<Status>,
+}
+
+impl AttributeBatch {
+    /// Room for a request's or a response's attributes.
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Self {
+            attributes: Writer(Vec::with_capacity(bytes)),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        self.count += 1;
+        self.attributes.str_key_value(field::ATTRIBUTE, key, value);
+    }
+
+    pub(crate) fn i64(&mut self, key: &str, value: i64) {
+        self.count += 1;
+        self.attributes.i64_key_value(field::ATTRIBUTE, key, value);
+    }
+
+    pub(crate) fn attribute(&mut self, attribute: &KeyValue) {
+        self.count += 1;
+        self.attributes
+            .key_value(field::ATTRIBUTE, attribute.key.as_str(), &attribute.value);
+    }
+
+    pub(crate) fn name(&mut self, name: impl Into<Cow<'static, str>>) {
+        self.name = Some(name.into());
+    }
+
+    pub(crate) fn status(&mut self, status: Status) {
+        self.status = Some(status);
+    }
+}
+
+/// The length-delimited entries of `bytes` (each a one-byte key, a length and the bytes).
+fn entries(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (mut len, mut shift, mut at) = (0_usize, 0, 1);
+        loop {
+            let byte = *bytes.get(at)?;
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            at += 1;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        let end = at.checked_add(len)?.min(bytes.len());
+        let (entry, rest) = bytes.split_at(end);
+        bytes = rest;
+        Some(entry)
+    })
+}
+
 impl EncodedSpan {
+    /// Adds `batch`: as [`set_attribute`](opentelemetry::trace::Span::set_attribute) for each
+    /// of its attributes in turn, then its name and status.
+    pub(crate) fn append(&mut self, batch: AttributeBatch) {
+        use opentelemetry::trace::Span as _;
+        if !self.is_recording() {
+            return;
+        }
+        let room = self.limits.max_attributes_per_span - self.attributes;
+        if batch.count <= room {
+            self.attributes += batch.count;
+            self.body.0.extend_from_slice(&batch.attributes.0);
+        } else {
+            for entry in entries(&batch.attributes.0).take(room as usize) {
+                self.body.0.extend_from_slice(entry);
+            }
+            self.attributes += room;
+            self.dropped.attributes += batch.count - room;
+        }
+        if let Some(name) = batch.name {
+            self.name = name;
+        }
+        if let Some(status) = batch.status {
+            self.set_status(status);
+        }
+    }
+
     /// [`set_attribute`](opentelemetry::trace::Span::set_attribute) for a string value,
     /// without making a `KeyValue` first.
     pub(crate) fn set_str_attribute(&mut self, key: &str, value: &str) {

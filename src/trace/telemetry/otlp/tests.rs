@@ -323,6 +323,61 @@ fn encoded_spans_keep_the_sdk_limits_and_status_order() {
 }
 
 #[test]
+fn batches_are_added_whole_or_up_to_the_limit() {
+    use opentelemetry::trace::Span as _;
+    let mut encoded = span::EncodedSpan::unqueued(
+        SpanContext::empty_context(),
+        SpanId::INVALID,
+        false,
+        "before".into(),
+        SpanKind::Server,
+        SystemTime::now(),
+    );
+    for n in 0..120 {
+        encoded.set_attribute(KeyValue::new("early", n));
+    }
+    let mut batch = span::AttributeBatch::with_capacity(16);
+    batch.str("short", "x");
+    batch.str("long", &"y".repeat(300));
+    batch.i64("port", 3000);
+    batch.attribute(&KeyValue::new("list", Value::Array(Array::I64(vec![1, 2]))));
+    for n in 0..8 {
+        batch.i64("late", n);
+    }
+    batch.name("GET /tasks");
+    batch.status(Status::error("boom"));
+    encoded.append(batch);
+    let mut whole = span::AttributeBatch::default();
+    whole.str("after the limit", "dropped");
+    encoded.append(whole);
+    let decoded = opentelemetry_proto::tonic::trace::v1::Span::decode(
+        encoded.into_message(SystemTime::now()).as_slice(),
+    )
+    .unwrap();
+    assert_eq!(decoded.name, "GET /tasks");
+    assert_eq!(decoded.status.unwrap().message, "boom");
+    assert_eq!(decoded.attributes.len(), 128);
+    assert_eq!(decoded.dropped_attributes_count, 12 - 8 + 1);
+    let keys: Vec<&str> = decoded.attributes[120..]
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "short", "long", "port", "list", "late", "late", "late", "late"
+        ]
+    );
+    let long = decoded.attributes[121].value.as_ref().unwrap();
+    assert_eq!(
+        long.value,
+        Some(
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("y".repeat(300))
+        )
+    );
+}
+
+#[test]
 fn heads_are_parsed() {
     let head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n").unwrap();
     assert_eq!((head.status, head.keep_alive), (200, true));
