@@ -53,6 +53,13 @@ const TOOLS: [(&str, &str); 8] = [
     ("create_project", "tools/call create_project"),
 ];
 
+/// The tools' names, and "unknown" for any other: every value of the tool metrics' `tool`
+/// label.
+pub const TOOL_NAMES: [&str; 9] = [
+    TOOLS[0].0, TOOLS[1].0, TOOLS[2].0, TOOLS[3].0, TOOLS[4].0, TOOLS[5].0, TOOLS[6].0, TOOLS[7].0,
+    "unknown",
+];
+
 // ----- arguments ---------------------------------------------------------------------------
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -1,7 +1,10 @@
 //! taskman's metrics: the library's server, client and process metrics plus the MCP tool
 //! metrics, in one registry under the `taskman` prefix, served at `/metrics`.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use axum::{
     extract::State,
@@ -34,7 +37,7 @@ impl TaskmanMetrics {
         let mut registry = Registry::default();
         let layers = Metrics::builder().prefix(PREFIX).register(&mut registry);
         let prefixed = registry.sub_registry_with_prefix(PREFIX);
-        let tools = ToolMetrics::register(prefixed);
+        let tools = ToolMetrics::register(prefixed, &crate::mcp::TOOL_NAMES);
         // `taskman_memory_usage_bytes{type}` is the TypeScript plan's name; the standard
         // `process_*` gauges come with it.
         let process = ProcessCollector::new().with_memory_usage_bytes();
@@ -70,13 +73,27 @@ impl TaskmanMetrics {
 pub struct ToolMetrics {
     executions: Family<[Label; 2], Counter>,
     duration: Family<[Label; 1], Histogram, fn() -> Histogram>,
+    /// Each series' handle once it exists: a `Family` lookup hashes the labels (SipHash) and
+    /// takes a lock on every call, while a handle shares the series' storage. Series still
+    /// appear on their first use only.
+    handles: Arc<[ToolHandles]>,
 }
 
 /// A label pair; fixed-size arrays of them, unlike a `Vec`, cost no allocation per call.
 type Label = (&'static str, &'static str);
 
+/// The outcomes, the only values of the `outcome` label.
+const OUTCOMES: [&str; 3] = ["ok", "tool_error", "protocol_error"];
+
+#[derive(Debug)]
+struct ToolHandles {
+    tool: &'static str,
+    executions: [OnceLock<Counter>; OUTCOMES.len()],
+    duration: OnceLock<Histogram>,
+}
+
 impl ToolMetrics {
-    fn register(registry: &mut Registry) -> Self {
+    fn register(registry: &mut Registry, tools: &[&'static str]) -> Self {
         let executions = Family::default();
         registry.register(
             "mcp_tool_executions",
@@ -92,20 +109,52 @@ impl ToolMetrics {
             Unit::Seconds,
             duration.clone(),
         );
+        let handles = tools
+            .iter()
+            .map(|&tool| ToolHandles {
+                tool,
+                executions: Default::default(),
+                duration: OnceLock::new(),
+            })
+            .collect();
         Self {
             executions,
             duration,
+            handles,
         }
     }
 
-    /// Records one call. `tool` must be one of the server's tool names (or "unknown"), so the
-    /// label set stays bounded whatever clients send.
+    /// Records one call. `tool` must be one of the server's tool names (or "unknown"), and
+    /// `outcome` one of `ok`, `tool_error` and `protocol_error`, so the label sets stay
+    /// bounded whatever clients send.
     pub fn record(&self, tool: &'static str, outcome: &'static str, started: Instant) {
+        let elapsed = started.elapsed().as_secs_f64();
+        let handles = self.handles.iter().find(|h| h.tool == tool);
+        let outcome_index = OUTCOMES.iter().position(|o| *o == outcome);
+        match (handles, outcome_index) {
+            (Some(handles), Some(index)) => {
+                handles.executions[index]
+                    .get_or_init(|| self.execution_series(tool, outcome))
+                    .inc();
+                handles
+                    .duration
+                    .get_or_init(|| self.duration_series(tool))
+                    .observe(elapsed);
+            }
+            _ => {
+                self.execution_series(tool, outcome).inc();
+                self.duration_series(tool).observe(elapsed);
+            }
+        }
+    }
+
+    fn execution_series(&self, tool: &'static str, outcome: &'static str) -> Counter {
         self.executions
             .get_or_create(&[("tool", tool), ("outcome", outcome)])
-            .inc();
-        self.duration
-            .get_or_create(&[("tool", tool)])
-            .observe(started.elapsed().as_secs_f64());
+            .clone()
+    }
+
+    fn duration_series(&self, tool: &'static str) -> Histogram {
+        self.duration.get_or_create(&[("tool", tool)]).clone()
     }
 }

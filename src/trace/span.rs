@@ -370,8 +370,8 @@ impl Details {
         if let Some(version) = protocol_version(req.version()) {
             sink.static_str("network.protocol.version", version);
         }
+        sink.headers(req.headers(), &cfg.request_headers);
         sink.finish();
-        self.record_headers(span, req.headers(), &cfg.request_headers);
     }
 
     /// The request's details on a client span.
@@ -411,8 +411,8 @@ impl Details {
         if let Some(version) = protocol_version(req.version()) {
             sink.static_str("network.protocol.version", version);
         }
+        sink.headers(req.headers(), &cfg.request_headers);
         sink.finish();
-        self.record_headers(span, req.headers(), &cfg.request_headers);
     }
 
     /// The response: status code, and for a failure (5xx on a server, 4xx or 5xx on a
@@ -433,8 +433,8 @@ impl Details {
                 sink.str("error.type", status.as_str());
                 sink.error_status(None);
             }
+            sink.headers(res.headers(), &cfg.response_headers);
             sink.finish();
-            self.record_headers(span, res.headers(), &cfg.response_headers);
         }
         if let Some(level) = cfg.response_event {
             let _entered = span.enter();
@@ -460,37 +460,6 @@ impl Details {
             let _entered = span.enter();
             event_at!(level, error = %error, "failed");
         }
-    }
-
-    /// The allow-listed headers, as `string[]` attributes (OpenTelemetry only: `tracing`
-    /// field names are static).
-    fn record_headers(&self, span: &Span, headers: &HeaderMap, allowed: &[RecordedHeader]) {
-        if allowed.is_empty() || !matches!(self, Self::Otel(_)) && !self.is_encoded() {
-            return;
-        }
-        let mut sink = self.sink(span);
-        for header in allowed {
-            let values: Vec<StringValue> = headers
-                .get_all(&header.name)
-                .iter()
-                .map(|v| StringValue::from(truncate(&String::from_utf8_lossy(v.as_bytes()))))
-                .collect();
-            if !values.is_empty() {
-                sink.attribute(KeyValue::new(
-                    header.key.clone(),
-                    Value::Array(Array::String(values)),
-                ));
-            }
-        }
-        sink.finish();
-    }
-
-    fn is_encoded(&self) -> bool {
-        #[cfg(feature = "otlp")]
-        if matches!(self, Self::Encoded) {
-            return true;
-        }
-        false
     }
 }
 
@@ -570,13 +539,27 @@ impl Sink<'_> {
         }
     }
 
-    /// Any attribute (OpenTelemetry only: `tracing` field names are static).
-    fn attribute(&mut self, attribute: KeyValue) {
-        match self.details {
-            Details::Otel(_) => self.attributes.push(attribute),
-            #[cfg(feature = "otlp")]
-            Details::Encoded => self.batch.attribute(&attribute),
-            Details::Fields | Details::Skip => {}
+    /// The allow-listed headers, as `string[]` attributes (OpenTelemetry only: `tracing`
+    /// field names are static).
+    fn headers(&mut self, headers: &HeaderMap, allowed: &[RecordedHeader]) {
+        if matches!(self.details, Details::Fields | Details::Skip) {
+            return;
+        }
+        for header in allowed {
+            let values: Vec<StringValue> = headers
+                .get_all(&header.name)
+                .iter()
+                .map(|v| StringValue::from(truncate(&String::from_utf8_lossy(v.as_bytes()))))
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            let attribute = KeyValue::new(header.key.clone(), Value::Array(Array::String(values)));
+            match self.details {
+                #[cfg(feature = "otlp")]
+                Details::Encoded => self.batch.attribute(&attribute),
+                _ => self.attributes.push(attribute),
+            }
         }
     }
 

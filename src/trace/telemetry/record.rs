@@ -358,6 +358,13 @@ impl Visit for Head {
 }
 
 fn span_kind(text: &str) -> Option<SpanKind> {
+    // As the layers spell them, then in any case.
+    match text {
+        "server" => return Some(SpanKind::Server),
+        "client" => return Some(SpanKind::Client),
+        "internal" => return Some(SpanKind::Internal),
+        _ => {}
+    }
     [
         ("server", SpanKind::Server),
         ("client", SpanKind::Client),

@@ -376,6 +376,18 @@ impl Writer {
     /// A `KeyValue` whose value is an integer, in `field`.
     pub(super) fn i64_key_value(&mut self, field: u32, key: &str, value: i64) {
         let any_len = key_len(3) + varint_len(value as u64);
+        let short_len = key.len() + 4 + any_len;
+        if field < 16 && !key.is_empty() && short_len < 0x80 {
+            let tag = (field << 3 | LEN) as u8;
+            self.0.reserve(short_len + 2);
+            self.0
+                .extend_from_slice(&[tag, short_len as u8, 0x0a, key.len() as u8]);
+            self.0.extend_from_slice(key.as_bytes());
+            self.0
+                .extend_from_slice(&[0x12, any_len as u8, (3 << 3 | VARINT) as u8]);
+            self.varint(value as u64);
+            return;
+        }
         let len = opt_bytes_len(1, key.len()) + delimited_len(2, any_len);
         self.0.reserve(delimited_len(field, len));
         self.open(field, len);
@@ -555,7 +567,20 @@ impl EncodedScope {
 /// written by [`EncodedSpan`](super::span::EncodedSpan), all of `encoded_scope`): one
 /// `ResourceSpans`, with one `ScopeSpans` per instrumentation scope of `spans` in order of
 /// first appearance (as opentelemetry-otlp groups them), then one for `encoded`.
+#[cfg(test)]
 pub(crate) fn export_request(
+    resource: &EncodedResource,
+    spans: &[&SpanData],
+    encoded_scope: &EncodedScope,
+    encoded: &[&[u8]],
+) -> Vec<u8> {
+    export_request_after(Vec::with_capacity, resource, spans, encoded_scope, encoded)
+}
+
+/// [`export_request`] written after what `head` makes of its length (a buffer with room for
+/// the request): an HTTP request without copying the body into it.
+pub(crate) fn export_request_after(
+    head: impl FnOnce(usize) -> Vec<u8>,
     resource: &EncodedResource,
     spans: &[&SpanData],
     encoded_scope: &EncodedScope,
@@ -605,7 +630,8 @@ pub(crate) fn export_request(
 
     // Pass 2: the bytes.
     let total = delimited_len(1, resource_spans_len);
-    let mut w = Writer(Vec::with_capacity(total));
+    let mut w = Writer(head(total));
+    let start = w.0.len();
     w.open(1, resource_spans_len);
     w.bytes(1, &resource.attributes);
     for (index, ((scope, _), len)) in scopes.iter().zip(&scope_spans_lens).enumerate() {
@@ -633,7 +659,7 @@ pub(crate) fn export_request(
     }
     w.opt_bytes(3, resource.schema_url.as_bytes());
     debug_assert_eq!(
-        w.0.len(),
+        w.0.len() - start,
         total,
         "the lengths of pass 1 are the bytes of pass 2"
     );

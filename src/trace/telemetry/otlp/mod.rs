@@ -159,21 +159,25 @@ impl OtlpHttpExporter {
         self.scope = EncodedScope::new(scope);
     }
 
-    async fn send(&self, body: Vec<u8>) -> OTelSdkResult {
-        self.post(&body)
+    async fn send(&self, request: Vec<u8>) -> OTelSdkResult {
+        self.post(&request)
             .await
             .map_err(|failure| OTelSdkError::InternalFailure(failure.message))
     }
 
-    /// POSTs `body`, retrying what the specification says may be retried.
-    async fn post(&self, body: &[u8]) -> Result<(), Failure> {
-        let mut request = Vec::with_capacity(self.head.len() + 40 + body.len());
+    /// The request head for a body of `len` bytes, in a buffer with room for the body.
+    fn head(&self, len: usize) -> Vec<u8> {
+        let mut request = Vec::with_capacity(self.head.len() + 40 + len);
         request.extend_from_slice(&self.head);
-        request.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
-        request.extend_from_slice(body);
+        request.extend_from_slice(format!("content-length: {len}\r\n\r\n").as_bytes());
+        request
+    }
+
+    /// POSTs `request` (head and body), retrying what the specification says may be retried.
+    async fn post(&self, request: &[u8]) -> Result<(), Failure> {
         let mut retries = 0;
         loop {
-            match self.attempt(&request).await {
+            match self.attempt(request).await {
                 Ok(()) => return Ok(()),
                 Err(failure) if failure.retryable && retries < MAX_RETRIES => {
                     let delay = failure.retry_after.unwrap_or_else(|| backoff(retries));
@@ -252,7 +256,13 @@ impl Export for OtlpHttpExporter {
                     Queued::Encoded(bytes) => encoded.push(bytes.as_slice()),
                 }
             }
-            encode::export_request(&self.resource, &spans, &self.scope, &encoded)
+            encode::export_request_after(
+                |len| self.head(len),
+                &self.resource,
+                &spans,
+                &self.scope,
+                &encoded,
+            )
         };
         drop(batch);
         self.send(body).await
