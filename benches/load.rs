@@ -133,9 +133,19 @@ fn start(binary: &std::path::Path, env: &[(&str, String)]) -> Server {
 }
 
 /// A loopback OTLP/HTTP endpoint that accepts every export, so the "on" case pays for real
-/// span export rather than for a dead collector.
+/// span export rather than for a dead collector. It reads each body, as a collector does: a
+/// server that answers without reading a large body closes the connection, and the exporter
+/// would then connect again for every batch.
 async fn otlp_sink() -> String {
-    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                std::hint::black_box(body.len());
+                ""
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
