@@ -636,27 +636,34 @@ mod tests {
             .map(|kv| &kv.value)
     }
 
+    /// A span with fields of every kind, some recorded late, and an error status.
+    fn request_span(kind: &str) -> tracing::Span {
+        let span = tracing::info_span!(
+            "request",
+            otel.name = "GET /tasks",
+            otel.kind = kind,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            count = 3_i64,
+            big = u64::MAX,
+            ok = true,
+            ratio = 0.5,
+            text = "a",
+            debug = ?[1, 2],
+            late = tracing::field::Empty,
+            unset = tracing::field::Empty,
+        );
+        span.record("late", "b");
+        span.record("otel.status_code", "error");
+        span.record("otel.status_description", "it broke");
+        span
+    }
+
     #[test]
     fn fields_become_name_kind_status_and_attributes() {
         let mut ids = None;
         let spans = recorded(Sampler::AlwaysOn, || {
-            let span = tracing::info_span!(
-                "request",
-                otel.name = "GET /tasks",
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                otel.status_description = tracing::field::Empty,
-                count = 3_i64,
-                big = u64::MAX,
-                ok = true,
-                ratio = 0.5,
-                text = "a",
-                debug = ?[1, 2],
-                late = tracing::field::Empty,
-            );
-            span.record("late", "b");
-            span.record("otel.status_code", "error");
-            span.record("otel.status_description", "it broke");
+            let span = request_span("server");
             ids = SpanIds::of(&span);
         });
         assert_eq!(spans.len(), 1);
@@ -849,24 +856,7 @@ mod tests {
                 true,
                 TraceState::from_key_value([("vendor", "v")]).unwrap(),
             );
-            let outer = tracing::info_span!(
-                "request",
-                otel.name = "GET /tasks",
-                otel.kind = "SERVER",
-                otel.status_code = tracing::field::Empty,
-                otel.status_description = tracing::field::Empty,
-                count = 3_i64,
-                big = u64::MAX,
-                ok = true,
-                ratio = 0.5,
-                text = "a",
-                debug = ?[1, 2],
-                late = tracing::field::Empty,
-                unset = tracing::field::Empty,
-            );
-            outer.record("late", "b");
-            outer.record("otel.status_code", "error");
-            outer.record("otel.status_description", "it broke");
+            let outer = request_span("SERVER");
             outer.in_scope(|| {
                 tracing::info!("routine");
                 tracing::warn!(attempt = 2, "odd");

@@ -348,19 +348,28 @@ impl Writer {
         }
     }
 
+    /// The start of a short `KeyValue` in `field` (every tag and length one byte, as for
+    /// nearly all attributes): its key, then the key and length of an `AnyValue` of
+    /// `any_len` bytes, which the caller writes. `false`, with nothing written, if it is not
+    /// short.
+    fn short_key_value(&mut self, field: u32, key: &str, any_len: usize) -> bool {
+        let len = key.len() + 4 + any_len;
+        if field >= 16 || key.is_empty() || len >= 0x80 {
+            return false;
+        }
+        self.0.reserve(len + 2);
+        self.0
+            .extend_from_slice(&[(field << 3 | LEN) as u8, len as u8, 0x0a, key.len() as u8]);
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(&[0x12, any_len as u8]);
+        true
+    }
+
     /// A `KeyValue` whose value is a string, in `field`: the same bytes as
     /// [`key_value`](Self::key_value) with a [`Value::String`].
     pub(super) fn str_key_value(&mut self, field: u32, key: &str, value: &str) {
-        // Short ones (nearly all): every tag and length is one byte.
-        let short_len = key.len() + value.len() + 6;
-        if field < 16 && !key.is_empty() && short_len < 0x80 {
-            let tag = (field << 3 | LEN) as u8;
-            self.0.reserve(short_len + 2);
-            self.0
-                .extend_from_slice(&[tag, short_len as u8, 0x0a, key.len() as u8]);
-            self.0.extend_from_slice(key.as_bytes());
-            self.0
-                .extend_from_slice(&[0x12, value.len() as u8 + 2, 0x0a, value.len() as u8]);
+        if value.len() < 0x80 && self.short_key_value(field, key, value.len() + 2) {
+            self.0.extend_from_slice(&[0x0a, value.len() as u8]);
             self.0.extend_from_slice(value.as_bytes());
             return;
         }
@@ -376,15 +385,8 @@ impl Writer {
     /// A `KeyValue` whose value is an integer, in `field`.
     pub(super) fn i64_key_value(&mut self, field: u32, key: &str, value: i64) {
         let any_len = key_len(3) + varint_len(value as u64);
-        let short_len = key.len() + 4 + any_len;
-        if field < 16 && !key.is_empty() && short_len < 0x80 {
-            let tag = (field << 3 | LEN) as u8;
-            self.0.reserve(short_len + 2);
-            self.0
-                .extend_from_slice(&[tag, short_len as u8, 0x0a, key.len() as u8]);
-            self.0.extend_from_slice(key.as_bytes());
-            self.0
-                .extend_from_slice(&[0x12, any_len as u8, (3 << 3 | VARINT) as u8]);
+        if self.short_key_value(field, key, any_len) {
+            self.key(3, VARINT);
             self.varint(value as u64);
             return;
         }

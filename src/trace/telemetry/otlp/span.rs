@@ -360,20 +360,20 @@ impl opentelemetry::trace::Span for EncodedSpan {
         if !self.is_recording() {
             return;
         }
-        if self.events >= self.limits.max_events_per_span {
-            self.dropped.events += 1;
+        let Some(dropped) = admit(
+            (&mut self.events, &mut self.dropped.events),
+            self.limits.max_events_per_span,
+            &mut attributes,
+            self.limits.max_attributes_per_event,
+        ) else {
             return;
-        }
-        self.events += 1;
-        let limit = self.limits.max_attributes_per_event as usize;
-        let dropped = attributes.len().saturating_sub(limit);
-        attributes.truncate(limit);
+        };
         self.body.event(
             field::EVENT,
             nanos(timestamp),
             &name.into(),
             &attributes,
-            dropped as u64,
+            dropped,
         );
     }
 
@@ -418,16 +418,16 @@ impl opentelemetry::trace::Span for EncodedSpan {
         if !self.is_recording() {
             return;
         }
-        if self.links >= self.limits.max_links_per_span {
-            self.dropped.links += 1;
+        let Some(dropped) = admit(
+            (&mut self.links, &mut self.dropped.links),
+            self.limits.max_links_per_span,
+            &mut attributes,
+            self.limits.max_attributes_per_link,
+        ) else {
             return;
-        }
-        self.links += 1;
-        let limit = self.limits.max_attributes_per_link as usize;
-        let dropped = attributes.len().saturating_sub(limit);
-        attributes.truncate(limit);
+        };
         self.body
-            .link(field::LINK, &span_context, &attributes, dropped as u64);
+            .link(field::LINK, &span_context, &attributes, dropped);
     }
 
     fn end_with_timestamp(&mut self, timestamp: SystemTime) {
@@ -436,6 +436,25 @@ impl opentelemetry::trace::Span for EncodedSpan {
             State::RecordingOnly | State::Ended => {}
         }
     }
+}
+
+/// Counts one more event or link (`count`) if the span has fewer than `limit`, else counts it
+/// as dropped and returns `None`; cuts its `attributes` to `per_item` and returns how many
+/// were cut.
+fn admit(
+    (count, dropped): (&mut u32, &mut u32),
+    limit: u32,
+    attributes: &mut Vec<KeyValue>,
+    per_item: u32,
+) -> Option<u64> {
+    if *count >= limit {
+        *dropped += 1;
+        return None;
+    }
+    *count += 1;
+    let cut = attributes.len().saturating_sub(per_item as usize);
+    attributes.truncate(per_item as usize);
+    Some(cut as u64)
 }
 
 impl Drop for EncodedSpan {
