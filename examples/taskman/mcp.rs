@@ -42,7 +42,7 @@ pub struct Taskman {
 /// The tools' names, the only values the `tool` label of the tool metrics takes (besides
 /// "unknown"), whatever names clients send; each with its span name, spelled out so that no
 /// call formats one.
-const TOOLS: [(&str, &str); 8] = [
+pub const TOOLS: [(&str, &str); 8] = [
     ("list_tasks", "tools/call list_tasks"),
     ("get_task", "tools/call get_task"),
     ("create_task", "tools/call create_task"),
@@ -51,13 +51,6 @@ const TOOLS: [(&str, &str); 8] = [
     ("delete_task", "tools/call delete_task"),
     ("list_projects", "tools/call list_projects"),
     ("create_project", "tools/call create_project"),
-];
-
-/// The tools' names, and "unknown" for any other: every value of the tool metrics' `tool`
-/// label.
-pub const TOOL_NAMES: [&str; 9] = [
-    TOOLS[0].0, TOOLS[1].0, TOOLS[2].0, TOOLS[3].0, TOOLS[4].0, TOOLS[5].0, TOOLS[6].0, TOOLS[7].0,
-    "unknown",
 ];
 
 // ----- arguments ---------------------------------------------------------------------------

@@ -37,7 +37,9 @@ impl TaskmanMetrics {
         let mut registry = Registry::default();
         let layers = Metrics::builder().prefix(PREFIX).register(&mut registry);
         let prefixed = registry.sub_registry_with_prefix(PREFIX);
-        let tools = ToolMetrics::register(prefixed, &crate::mcp::TOOL_NAMES);
+        // Every value of the `tool` label: the tools' names, and "unknown" for any other.
+        let tool_names = crate::mcp::TOOLS.iter().map(|(name, _)| *name);
+        let tools = ToolMetrics::register(prefixed, tool_names.chain(["unknown"]));
         // `taskman_memory_usage_bytes{type}` is the TypeScript plan's name; the standard
         // `process_*` gauges come with it.
         let process = ProcessCollector::new().with_memory_usage_bytes();
@@ -93,7 +95,7 @@ struct ToolHandles {
 }
 
 impl ToolMetrics {
-    fn register(registry: &mut Registry, tools: &[&'static str]) -> Self {
+    fn register(registry: &mut Registry, tools: impl Iterator<Item = &'static str>) -> Self {
         let executions = Family::default();
         registry.register(
             "mcp_tool_executions",
@@ -110,8 +112,7 @@ impl ToolMetrics {
             duration.clone(),
         );
         let handles = tools
-            .iter()
-            .map(|&tool| ToolHandles {
+            .map(|tool| ToolHandles {
                 tool,
                 executions: Default::default(),
                 duration: OnceLock::new(),

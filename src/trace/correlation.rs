@@ -254,19 +254,22 @@ fn current_otel_ids() -> Option<SpanIds> {
     })
 }
 
+/// `f` of `span`'s data, when the current subscriber is built on a `Registry`.
+pub(crate) fn in_registry<T>(
+    span: &tracing::Span,
+    f: impl FnOnce(SpanRef<'_, Registry>) -> Option<T>,
+) -> Option<T> {
+    span.with_subscriber(|(id, dispatch)| f(dispatch.downcast_ref::<Registry>()?.span(id)?))
+        .flatten()
+}
+
 /// The span context of `span`, with its OpenTelemetry context when there is one (it carries
 /// the baggage): the span recorder's, else the generated IDs, else tracing-opentelemetry's.
 pub(crate) fn span_context(span: &tracing::Span) -> Option<(SpanContext, Option<Context>)> {
     if span.is_disabled() {
         return None;
     }
-    let ours = span
-        .with_subscriber(|(id, dispatch)| {
-            let registry = dispatch.downcast_ref::<Registry>()?;
-            let span = registry.span(id)?;
-            ids_in(&span.extensions())
-        })
-        .flatten();
+    let ours = in_registry(span, |span| ids_in(&span.extensions()));
     if ours.is_some() {
         return ours;
     }

@@ -64,6 +64,32 @@ enum Recording<'a> {
     Encoded(&'a mut super::otlp::EncodedSpan),
 }
 
+impl Recording<'_> {
+    fn set_status(&mut self, status: Status) {
+        match self {
+            Self::Sdk(span) => span.set_status(status),
+            #[cfg(feature = "otlp")]
+            Self::Encoded(span) => opentelemetry::trace::Span::set_status(*span, status),
+        }
+    }
+
+    fn add_event(&mut self, name: Cow<'static, str>, attributes: Vec<KeyValue>) {
+        match self {
+            Self::Sdk(span) => span.add_event(name, attributes),
+            #[cfg(feature = "otlp")]
+            Self::Encoded(span) => opentelemetry::trace::Span::add_event(*span, name, attributes),
+        }
+    }
+
+    fn end(&mut self) {
+        match self {
+            Self::Sdk(span) => span.end(),
+            #[cfg(feature = "otlp")]
+            Self::Encoded(span) => opentelemetry::trace::Span::end(*span),
+        }
+    }
+}
+
 impl OtelSpan {
     /// The span, if it records.
     fn recording(&mut self) -> Option<Recording<'_>> {
@@ -234,7 +260,7 @@ where
         };
         let Some(span) = span else { return };
         let mut extensions = span.extensions_mut();
-        let Some(otel_span) = extensions
+        let Some(mut otel_span) = extensions
             .get_mut::<OtelSpan>()
             .and_then(OtelSpan::recording)
         else {
@@ -254,22 +280,10 @@ where
         // The SDK keeps an error status already set (with its description).
         let error =
             (*metadata.level() == tracing::Level::ERROR).then(|| Status::error(name.clone()));
-        match otel_span {
-            Recording::Sdk(otel_span) => {
-                if let Some(error) = error {
-                    otel_span.set_status(error);
-                }
-                otel_span.add_event(name, fields.attributes);
-            }
-            #[cfg(feature = "otlp")]
-            Recording::Encoded(otel_span) => {
-                use opentelemetry::trace::Span as _;
-                if let Some(error) = error {
-                    otel_span.set_status(error);
-                }
-                otel_span.add_event(name, fields.attributes);
-            }
+        if let Some(error) = error {
+            otel_span.set_status(error);
         }
+        otel_span.add_event(name, fields.attributes);
     }
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
@@ -283,22 +297,11 @@ where
         };
         let Some(mut otel) = removed else { return };
         let status = status.and_then(StatusFields::into_status);
-        match otel.recording() {
-            Some(Recording::Sdk(otel_span)) => {
-                if let Some(status) = status {
-                    otel_span.set_status(status);
-                }
-                otel_span.end();
+        if let Some(mut otel_span) = otel.recording() {
+            if let Some(status) = status {
+                otel_span.set_status(status);
             }
-            #[cfg(feature = "otlp")]
-            Some(Recording::Encoded(otel_span)) => {
-                use opentelemetry::trace::Span as _;
-                if let Some(status) = status {
-                    otel_span.set_status(status);
-                }
-                otel_span.end();
-            }
-            None => {}
+            otel_span.end();
         }
     }
 }
@@ -307,21 +310,13 @@ where
 /// [`SpanRecorder`] under a `Registry`-based subscriber).
 #[cfg(feature = "otlp")]
 pub(crate) fn append_encoded(span: &tracing::Span, batch: super::otlp::AttributeBatch) {
-    span.with_subscriber(|(id, dispatch)| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
-            return;
-        };
-        let Some(data) = registry.span(id) else {
-            return;
-        };
-        let mut extensions = data.extensions_mut();
-        if let Some(OtelSpan {
-            encoded: Some(encoded),
-            ..
-        }) = extensions.get_mut::<OtelSpan>()
-        {
-            encoded.append(batch);
-        }
+    crate::trace::correlation::in_registry(span, |data| {
+        data.extensions_mut()
+            .get_mut::<OtelSpan>()?
+            .encoded
+            .as_mut()?
+            .append(batch);
+        Some(())
     });
 }
 
@@ -636,6 +631,17 @@ mod tests {
             .map(|kv| &kv.value)
     }
 
+    /// A caller's sampled span context, as a server layer would attach it.
+    fn remote_parent(trace_state: TraceState) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(42_u128),
+            SpanId::from(7_u64),
+            TraceFlags::SAMPLED,
+            true,
+            trace_state,
+        )
+    }
+
     /// A span with fields of every kind, some recorded late, and an error status.
     fn request_span(kind: &str) -> tracing::Span {
         let span = tracing::info_span!(
@@ -716,13 +722,7 @@ mod tests {
 
     #[test]
     fn children_follow_their_parents_and_an_attached_caller_wins() {
-        let remote = SpanContext::new(
-            TraceId::from(42_u128),
-            SpanId::from(7_u64),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        );
+        let remote = remote_parent(TraceState::default());
         let spans = recorded(Sampler::AlwaysOn, || {
             let outer = tracing::info_span!("outer");
             let inner = outer.in_scope(|| tracing::info_span!("inner"));
@@ -770,7 +770,7 @@ mod tests {
     mod encoded {
         use std::{collections::HashMap, sync::OnceLock};
 
-        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        use opentelemetry::trace::TraceState;
         use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
         use prost::Message as _;
 
@@ -849,13 +849,7 @@ mod tests {
         }
 
         fn scenario() {
-            let remote = SpanContext::new(
-                TraceId::from(42_u128),
-                SpanId::from(7_u64),
-                TraceFlags::SAMPLED,
-                true,
-                TraceState::from_key_value([("vendor", "v")]).unwrap(),
-            );
+            let remote = remote_parent(TraceState::from_key_value([("vendor", "v")]).unwrap());
             let outer = request_span("SERVER");
             outer.in_scope(|| {
                 tracing::info!("routine");

@@ -617,10 +617,11 @@ pub(crate) fn export_request_after(
                 + opt_bytes_len(3, scope.schema_url().map_or(0, str::len))
         })
         .collect();
+    let encoded_scope_spans_len = encoded_scope.scope_spans_len(encoded);
     let encoded_len = if encoded.is_empty() {
         0
     } else {
-        delimited_len(2, encoded_scope.scope_spans_len(encoded))
+        delimited_len(2, encoded_scope_spans_len)
     };
     let resource_spans_len = delimited_len(1, resource.attributes.len())
         + scope_spans_lens
@@ -652,7 +653,7 @@ pub(crate) fn export_request_after(
         w.opt_bytes(3, scope.schema_url().unwrap_or_default().as_bytes());
     }
     if !encoded.is_empty() {
-        w.open(2, encoded_scope.scope_spans_len(encoded));
+        w.open(2, encoded_scope_spans_len);
         w.bytes(1, &encoded_scope.body);
         for span in encoded {
             w.bytes(2, span);

@@ -109,14 +109,11 @@ impl EncodingTracer {
             kind: fields.kind,
             start,
             status: Status::Unset,
-            body: fields.attributes,
-            attributes: fields.count,
+            body: Writer::default(),
+            attributes: 0,
             events: 0,
             links: 0,
-            dropped: Dropped {
-                attributes: fields.dropped,
-                ..Dropped::default()
-            },
+            dropped: Dropped::default(),
             limits: self.limits,
             state: if sampled {
                 State::Recording(self.enqueue.clone())
@@ -124,6 +121,7 @@ impl EncodingTracer {
                 State::RecordingOnly
             },
         };
+        span.append(fields.attributes);
         for attribute in sampling.attributes {
             opentelemetry::trace::Span::set_attribute(&mut span, attribute);
         }
@@ -138,9 +136,7 @@ impl EncodingTracer {
 pub(crate) struct SpanStart {
     pub(crate) name: Cow<'static, str>,
     pub(crate) kind: SpanKind,
-    attributes: Writer,
-    count: u32,
-    dropped: u32,
+    attributes: AttributeBatch,
 }
 
 impl SpanStart {
@@ -149,33 +145,16 @@ impl SpanStart {
             name: Cow::Borrowed(name),
             kind: SpanKind::Internal,
             // Room for a typical HTTP span's attributes, events and identity.
-            attributes: Writer(Vec::with_capacity(512)),
-            count: 0,
-            dropped: 0,
-        }
-    }
-
-    fn has_room(&mut self) -> bool {
-        if self.count < SpanLimits::default().max_attributes_per_span {
-            self.count += 1;
-            true
-        } else {
-            self.dropped += 1;
-            false
+            attributes: AttributeBatch::with_capacity(512),
         }
     }
 
     pub(crate) fn attribute(&mut self, attribute: &KeyValue) {
-        if self.has_room() {
-            self.attributes
-                .key_value(field::ATTRIBUTE, attribute.key.as_str(), &attribute.value);
-        }
+        self.attributes.attribute(attribute);
     }
 
     pub(crate) fn str_attribute(&mut self, key: &str, value: &str) {
-        if self.has_room() {
-            self.attributes.str_key_value(field::ATTRIBUTE, key, value);
-        }
+        self.attributes.str(key, value);
     }
 }
 
@@ -317,7 +296,12 @@ impl EncodedSpan {
         let room = self.limits.max_attributes_per_span - self.attributes;
         if batch.count <= room {
             self.attributes += batch.count;
-            self.body.0.extend_from_slice(&batch.attributes.0);
+            if self.body.0.is_empty() {
+                // A new span's first attributes: keep their buffer.
+                self.body = batch.attributes;
+            } else {
+                self.body.0.extend_from_slice(&batch.attributes.0);
+            }
         } else {
             for entry in entries(&batch.attributes.0).take(room as usize) {
                 self.body.0.extend_from_slice(entry);
@@ -336,14 +320,22 @@ impl EncodedSpan {
     /// [`set_attribute`](opentelemetry::trace::Span::set_attribute) for a string value,
     /// without making a `KeyValue` first.
     pub(crate) fn set_str_attribute(&mut self, key: &str, value: &str) {
+        if self.admit_attribute() {
+            self.body.str_key_value(field::ATTRIBUTE, key, value);
+        }
+    }
+
+    /// Counts one more attribute if the span records and has room, else counts it as dropped.
+    fn admit_attribute(&mut self) -> bool {
         if !opentelemetry::trace::Span::is_recording(self) {
-            return;
+            return false;
         }
         if self.attributes < self.limits.max_attributes_per_span {
             self.attributes += 1;
-            self.body.str_key_value(field::ATTRIBUTE, key, value);
+            true
         } else {
             self.dropped.attributes += 1;
+            false
         }
     }
 }
@@ -386,15 +378,9 @@ impl opentelemetry::trace::Span for EncodedSpan {
     }
 
     fn set_attribute(&mut self, attribute: KeyValue) {
-        if !self.is_recording() {
-            return;
-        }
-        if self.attributes < self.limits.max_attributes_per_span {
-            self.attributes += 1;
+        if self.admit_attribute() {
             self.body
                 .key_value(field::ATTRIBUTE, attribute.key.as_str(), &attribute.value);
-        } else {
-            self.dropped.attributes += 1;
         }
     }
 
