@@ -158,6 +158,12 @@ impl SpanStart {
     }
 }
 
+/// What [`EncodedSpan::admit`] admits.
+enum Item {
+    Event,
+    Link,
+}
+
 /// Counts of what went over the limits.
 #[derive(Debug, Default)]
 struct Dropped {
@@ -325,6 +331,38 @@ impl EncodedSpan {
         }
     }
 
+    /// Counts one more event or link if the span records and has room for it, else counts it
+    /// as dropped and returns `None`; cuts its `attributes` to the limit per item and returns
+    /// how many were cut.
+    fn admit(&mut self, item: Item, attributes: &mut Vec<KeyValue>) -> Option<u64> {
+        if !opentelemetry::trace::Span::is_recording(self) {
+            return None;
+        }
+        let limits = &self.limits;
+        let (count, dropped, limit, per_item) = match item {
+            Item::Event => (
+                &mut self.events,
+                &mut self.dropped.events,
+                limits.max_events_per_span,
+                limits.max_attributes_per_event,
+            ),
+            Item::Link => (
+                &mut self.links,
+                &mut self.dropped.links,
+                limits.max_links_per_span,
+                limits.max_attributes_per_link,
+            ),
+        };
+        if *count >= limit {
+            *dropped += 1;
+            return None;
+        }
+        *count += 1;
+        let cut = attributes.len().saturating_sub(per_item as usize);
+        attributes.truncate(per_item as usize);
+        Some(cut as u64)
+    }
+
     /// Counts one more attribute if the span records and has room, else counts it as dropped.
     fn admit_attribute(&mut self) -> bool {
         if !opentelemetry::trace::Span::is_recording(self) {
@@ -349,15 +387,7 @@ impl opentelemetry::trace::Span for EncodedSpan {
     ) where
         T: Into<Cow<'static, str>>,
     {
-        if !self.is_recording() {
-            return;
-        }
-        let Some(dropped) = admit(
-            (&mut self.events, &mut self.dropped.events),
-            self.limits.max_events_per_span,
-            &mut attributes,
-            self.limits.max_attributes_per_event,
-        ) else {
+        let Some(dropped) = self.admit(Item::Event, &mut attributes) else {
             return;
         };
         self.body.event(
@@ -401,15 +431,7 @@ impl opentelemetry::trace::Span for EncodedSpan {
     }
 
     fn add_link(&mut self, span_context: SpanContext, mut attributes: Vec<KeyValue>) {
-        if !self.is_recording() {
-            return;
-        }
-        let Some(dropped) = admit(
-            (&mut self.links, &mut self.dropped.links),
-            self.limits.max_links_per_span,
-            &mut attributes,
-            self.limits.max_attributes_per_link,
-        ) else {
+        let Some(dropped) = self.admit(Item::Link, &mut attributes) else {
             return;
         };
         self.body
@@ -422,25 +444,6 @@ impl opentelemetry::trace::Span for EncodedSpan {
             State::RecordingOnly | State::Ended => {}
         }
     }
-}
-
-/// Counts one more event or link (`count`) if the span has fewer than `limit`, else counts it
-/// as dropped and returns `None`; cuts its `attributes` to `per_item` and returns how many
-/// were cut.
-fn admit(
-    (count, dropped): (&mut u32, &mut u32),
-    limit: u32,
-    attributes: &mut Vec<KeyValue>,
-    per_item: u32,
-) -> Option<u64> {
-    if *count >= limit {
-        *dropped += 1;
-        return None;
-    }
-    *count += 1;
-    let cut = attributes.len().saturating_sub(per_item as usize);
-    attributes.truncate(per_item as usize);
-    Some(cut as u64)
 }
 
 impl Drop for EncodedSpan {
