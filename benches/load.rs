@@ -8,35 +8,40 @@
 //! ```
 //!
 //! It builds the example in release mode and, for each tool, runs `LOAD_ROUNDS` rounds (default
-//! 4) of one "all off" and one "all on" measurement, in the order off, on, on, off, off, on, …
-//! so that drift (thermal, other processes, page cache) hits both stacks alike. Each
-//! measurement starts a fresh taskman on loopback with an in-memory store (and, for "on", a
-//! loopback OTLP sink that accepts every span), creates 100 tasks (`list_tasks` counts them
-//! all, so both stacks get the same store), warms up with the tool for `LOAD_WARMUP_SECONDS`
-//! (default 1; opens every connection), then drives the tool at `LOAD_CONCURRENCY` (default
-//! 32) for `LOAD_SECONDS` (default 4).
+//! 4). A round starts a fresh "all off" and a fresh "all on" taskman side by side on loopback,
+//! each with an in-memory store (and, for "on", a loopback OTLP sink that accepts every span),
+//! creates 100 tasks in each (`list_tasks` counts them all, so both stacks get the same store),
+//! warms each up with the tool for `LOAD_WARMUP_SECONDS` (default 1; opens every connection),
+//! then drives them one at a time, in alternating slices of `LOAD_SLICE_SECONDS` (default 0.5)
+//! in the order off, on, on, off, off, on, …, at `LOAD_CONCURRENCY` (default 32), until each has
+//! had `LOAD_SECONDS` (default 4). On a shared machine the speed drifts from second to second;
+//! slices this short put both stacks under the same conditions, so a round's ratio is far
+//! steadier than two whole measurements one after the other (an "A/A" run, both stacks all
+//! off, reads 1.005 ± 0.014 over 8 rounds where the absolute rate varied from 4,100 to 6,000
+//! requests/s). The idle stack waits between its slices; its spans still queued for export
+//! may be sent during the other's slice, at most one batch of 512 per slice.
 //!
 //! The table (markdown, for the README) gives per case the **median** over the rounds of
 //! throughput, p50 and p99 latency, and the errors summed; the `on ÷ off` row is the ratio of
-//! the median throughputs. Each measurement is also printed on stderr as it finishes, with
-//! the per-round ratios at the end. Total time: 2 tools × 2 × `LOAD_ROUNDS` × (`LOAD_SECONDS`
-//! + `LOAD_WARMUP_SECONDS` + ~0.2 s start) ≈ 84 s with the defaults, plus the build.
+//! the median throughputs. Each round's results are also printed on stderr, with the
+//! per-round ratios and their mean and 95 % interval at the end. Total time: 2 tools ×
+//! `LOAD_ROUNDS` × (2 × (`LOAD_SECONDS` + `LOAD_WARMUP_SECONDS`) + ~0.5 s start and seeding)
+//! ≈ 85 s with the defaults, plus the build.
 //!
-//! Each measurement also reads taskman's CPU time (and this process's: the load client and
-//! the OTLP sink) from `/proc`, and the summary gives the median CPU µs per request: steadier
-//! than throughput when something else is running, and it says which side the cost is on.
+//! Each slice also reads taskman's CPU time (and this process's: the load client and the
+//! OTLP sink) from `/proc`, and the summary gives the median CPU µs per request: it says
+//! which side the cost is on.
 //!
 //! For experiments: `LOAD_TOOLS=list_tasks` measures one tool only; `LOAD_ON_ENV="K=V,…"`
 //! changes the "on" stack (e.g. `OTEL_SAMPLE_RATE=0`, `FALLBACK_CACHE_ENABLED=false`);
 //! `LOAD_TASKMAN=path` uses that binary instead of building one (e.g. one built with frame
-//! pointers); each measurement prints taskman's pid on stderr as it starts, for
-//! `perf record -p`.
+//! pointers); each taskman's pid is printed on stderr when its warm-up ends, for
+//! `perf record -p` (it then runs only in its own slices).
 //!
 //! The client runs on the same machine: on 2 cores the numbers are for the whole system, so
 //! check that nothing else is running: the header line gives the CPU the other processes
 //! used during the measurements (from `/proc/stat`; the load average counts the benchmark
-//! itself). Even on a quiet 2-core VM one 4 s round of the same stack varies by ±15 %, so a
-//! 3 % difference needs `LOAD_ROUNDS=8` or more (≈ 160 s) and a look at the per-round ratios.
+//! itself). To tell a 3 % difference, use `LOAD_ROUNDS=8` or more and read the interval.
 //!
 //! "Every layer" is metrics, tracing (every span sampled and exported), circuit breakers,
 //! fallback cache and retries (`METRICS_ENABLED`, `TRACING_ENABLED`, `OTEL_SAMPLE_RATE=1`,
@@ -157,12 +162,6 @@ struct Outcome {
     errors: usize,
     latencies: Vec<Duration>,
     elapsed: Duration,
-}
-
-impl Outcome {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
 }
 
 fn client(concurrency: usize) -> reqwest::Client {
@@ -372,18 +371,29 @@ async fn seed(http: &reqwest::Client, addr: SocketAddr, count: usize) {
     }
 }
 
-/// A fresh taskman with `env`, warmed up, then `tool` at `concurrency` for `seconds`.
-fn measure(
-    runtime: &tokio::runtime::Runtime,
-    binary: &std::path::Path,
-    env: &[(&str, String)],
-    tool: &'static str,
-    concurrency: usize,
-    seconds: f64,
-    warmup: f64,
-) -> Sample {
-    let server = start(binary, env);
-    runtime.block_on(async {
+/// One running stack under test: its server, its own client (and so its own connection
+/// pool), and what its slices have added up so far.
+struct Stack {
+    server: Server,
+    http: reqwest::Client,
+    pid: String,
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    cpu: Duration,
+    client_cpu: Duration,
+}
+
+impl Stack {
+    async fn start(
+        binary: &std::path::Path,
+        env: &[(&str, String)],
+        tool: &'static str,
+        concurrency: usize,
+        warmup: f64,
+    ) -> Self {
+        let server = start(binary, env);
         let http = client(concurrency);
         // The same store for both stacks: list_tasks counts every task, so its cost depends
         // on how many there are. Then every connection opened and the tool's path warm.
@@ -396,43 +406,102 @@ fn measure(
             Duration::from_secs_f64(warmup),
         )
         .await;
-        // For `perf record -p`: the measurement starts now.
         let pid = server.child.id().to_string();
+        // For `perf record -p`: both stacks run from now on, each only in its own slices.
         eprintln!("load: measuring taskman pid {pid}");
-        let cpu_before = (cpu_time(&pid), cpu_time("self"), busy_time());
+        Stack {
+            server,
+            http,
+            pid,
+            requests: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+            cpu: Duration::ZERO,
+            client_cpu: Duration::ZERO,
+        }
+    }
+
+    /// Drives this stack alone for one slice and adds up what it did.
+    async fn slice(&mut self, tool: &'static str, concurrency: usize, seconds: f64) {
+        let before = (cpu_time(&self.pid), cpu_time("self"));
         let outcome = drive(
-            &http,
-            server.addr,
+            &self.http,
+            self.server.addr,
             tool,
             concurrency,
             Duration::from_secs_f64(seconds),
         )
         .await;
-        let per_request = |before: Option<Duration>, after: Option<Duration>| match (before, after)
-        {
-            (Some(before), Some(after)) if outcome.requests > 0 => {
-                (after - before).as_secs_f64() * 1e6 / outcome.requests as f64
-            }
-            _ => f64::NAN,
-        };
-        let (server_after, client_after, busy_after) =
-            (cpu_time(&pid), cpu_time("self"), busy_time());
-        let others = match (cpu_before, (server_after, client_after, busy_after)) {
-            ((Some(s0), Some(c0), Some(b0)), (Some(s1), Some(c1), Some(b1))) => {
-                let own = (s1 - s0) + (c1 - c0);
-                (b1 - b0).saturating_sub(own).as_secs_f64() / outcome.elapsed.as_secs_f64()
-            }
-            _ => f64::NAN,
-        };
-        Sample {
-            server_cpu: per_request(cpu_before.0, server_after),
-            client_cpu: per_request(cpu_before.1, client_after),
-            others,
-            rate: outcome.rate(),
-            p50: percentile(&outcome.latencies, 0.50),
-            p99: percentile(&outcome.latencies, 0.99),
-            errors: outcome.errors,
+        if let (Some(before), Some(after)) = (before.0, cpu_time(&self.pid)) {
+            self.cpu += after - before;
         }
+        if let (Some(before), Some(after)) = (before.1, cpu_time("self")) {
+            self.client_cpu += after - before;
+        }
+        self.requests += outcome.requests;
+        self.errors += outcome.errors;
+        self.elapsed += outcome.elapsed;
+        self.latencies.extend(outcome.latencies);
+    }
+
+    fn sample(mut self, others: f64) -> Sample {
+        self.latencies.sort();
+        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64;
+        Sample {
+            rate: self.requests as f64 / self.elapsed.as_secs_f64(),
+            p50: percentile(&self.latencies, 0.50),
+            p99: percentile(&self.latencies, 0.99),
+            errors: self.errors,
+            server_cpu: per_request(self.cpu),
+            client_cpu: per_request(self.client_cpu),
+            others,
+        }
+    }
+}
+
+/// One round: a fresh "all off" and a fresh "all on" taskman side by side, each seeded and
+/// warmed up, then driven one at a time in alternating slices (off, on, on, off, off, on, …)
+/// until each has had `seconds`. Slices of a fraction of a second put both stacks under the
+/// same moment-to-moment conditions of a shared machine, which whole rounds of seconds do not.
+#[allow(clippy::too_many_arguments)]
+fn measure_round(
+    runtime: &tokio::runtime::Runtime,
+    binary: &std::path::Path,
+    envs: [&[(&str, String)]; 2],
+    tool: &'static str,
+    concurrency: usize,
+    seconds: f64,
+    slice: f64,
+    warmup: f64,
+) -> [Sample; 2] {
+    runtime.block_on(async {
+        let mut stacks = [
+            Stack::start(binary, envs[0], tool, concurrency, warmup).await,
+            Stack::start(binary, envs[1], tool, concurrency, warmup).await,
+        ];
+        let slices = (seconds / slice).ceil().max(2.0) as usize;
+        let busy_before = busy_time();
+        for n in 0..slices {
+            // Pairs in ABBA order: each stack goes first as often as second.
+            let order = if n % 2 == 0 { [0, 1] } else { [1, 0] };
+            for case in order {
+                stacks[case].slice(tool, concurrency, slice).await;
+            }
+        }
+        let own = stacks
+            .iter()
+            .map(|s| s.cpu + s.client_cpu)
+            .sum::<Duration>();
+        let wall = stacks.iter().map(|s| s.elapsed).sum::<Duration>();
+        let others = match (busy_before, busy_time()) {
+            (Some(b0), Some(b1)) => {
+                (b1 - b0).saturating_sub(own).as_secs_f64() / wall.as_secs_f64()
+            }
+            _ => f64::NAN,
+        };
+        let [off, on] = stacks;
+        [off.sample(others), on.sample(others)]
     })
 }
 
@@ -450,6 +519,7 @@ fn main() {
     let seconds: f64 = env_or("LOAD_SECONDS", 4.0);
     let warmup: f64 = env_or("LOAD_WARMUP_SECONDS", 1.0);
     let rounds: usize = env_or("LOAD_ROUNDS", 4_usize).max(1);
+    let slice: f64 = env_or("LOAD_SLICE_SECONDS", 0.5_f64).max(0.05);
     let tools: Vec<&'static str> = match std::env::var("LOAD_TOOLS") {
         Ok(list) => ["list_tasks", "create_task"]
             .into_iter()
@@ -496,16 +566,23 @@ fn main() {
         // samples[0]: all off, samples[1]: all on.
         let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
-            // off, on | on, off | off, on | …: each stack goes first as often as second.
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for case in order {
-                let (name, env) = [("all off", &off), ("all on", &on)][case];
-                let sample = measure(&runtime, &binary, env, tool, concurrency, seconds, warmup);
+            let pair = measure_round(
+                &runtime,
+                &binary,
+                [&off, &on],
+                tool,
+                concurrency,
+                seconds,
+                slice,
+                warmup,
+            );
+            for (case, sample) in pair.into_iter().enumerate() {
                 eprintln!(
-                    "load: {tool} round {}/{rounds} {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, \
+                    "load: {tool} round {}/{rounds} {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, \
                      {} errors; CPU per request: taskman {:.0} µs, client {:.0} µs; other \
                      processes {:.2} cores",
                     round + 1,
+                    ["all off", "all on"][case],
                     sample.rate,
                     sample.p50,
                     sample.p99,
@@ -534,7 +611,8 @@ fn main() {
     let others_max = others.iter().copied().fold(f64::NAN, f64::max);
     println!(
         "taskman load: {concurrency} concurrent stateless 2025-11-25 tools/call; median of \
-         {rounds} interleaved rounds of {seconds} s per case (after {warmup} s warm-up); other \
+         {rounds} rounds of {seconds} s per case in alternating {slice} s slices (after {warmup} s \
+         warm-up); other \
          processes used {:.2} cores (median; max {others_max:.2}) during the measurements; load \
          average {load_before} before, {} after; {elapsed:.0} s",
         median(&others),
