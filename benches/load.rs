@@ -372,6 +372,16 @@ async fn seed(http: &reqwest::Client, addr: SocketAddr, count: usize) {
     }
 }
 
+/// How a round drives each stack: at `concurrency`, for `seconds` in slices of `slice`
+/// seconds, after `warmup` seconds.
+#[derive(Clone, Copy)]
+struct Pace {
+    concurrency: usize,
+    seconds: f64,
+    slice: f64,
+    warmup: f64,
+}
+
 /// One running stack under test: its server, its own client (and so its own connection
 /// pool), and what its slices have added up so far.
 struct Stack {
@@ -391,11 +401,10 @@ impl Stack {
         binary: &std::path::Path,
         env: &[(&str, String)],
         tool: &'static str,
-        concurrency: usize,
-        warmup: f64,
+        pace: Pace,
     ) -> Self {
         let server = start(binary, env);
-        let http = client(concurrency);
+        let http = client(pace.concurrency);
         // The same store for both stacks: list_tasks counts every task, so its cost depends
         // on how many there are. Then every connection opened and the tool's path warm.
         seed(&http, server.addr, SEED_TASKS).await;
@@ -403,8 +412,8 @@ impl Stack {
             &http,
             server.addr,
             tool,
-            concurrency,
-            Duration::from_secs_f64(warmup),
+            pace.concurrency,
+            Duration::from_secs_f64(pace.warmup),
         )
         .await;
         let pid = server.child.id().to_string();
@@ -424,14 +433,14 @@ impl Stack {
     }
 
     /// Drives this stack alone for one slice and adds up what it did.
-    async fn slice(&mut self, tool: &'static str, concurrency: usize, seconds: f64) {
+    async fn slice(&mut self, tool: &'static str, pace: Pace) {
         let before = (cpu_time(&self.pid), cpu_time("self"));
         let outcome = drive(
             &self.http,
             self.server.addr,
             tool,
-            concurrency,
-            Duration::from_secs_f64(seconds),
+            pace.concurrency,
+            Duration::from_secs_f64(pace.slice),
         )
         .await;
         if let (Some(before), Some(after)) = (before.0, cpu_time(&self.pid)) {
@@ -463,31 +472,27 @@ impl Stack {
 
 /// One round: a fresh "all off" and a fresh "all on" taskman side by side, each seeded and
 /// warmed up, then driven one at a time in alternating slices (off, on, on, off, off, on, …)
-/// until each has had `seconds`. Slices of a fraction of a second put both stacks under the
+/// until each has had `pace.seconds`. Slices of a fraction of a second put both stacks under the
 /// same moment-to-moment conditions of a shared machine, which whole rounds of seconds do not.
-#[allow(clippy::too_many_arguments)]
 fn measure_round(
     runtime: &tokio::runtime::Runtime,
     binary: &std::path::Path,
     envs: [&[(&str, String)]; 2],
     tool: &'static str,
-    concurrency: usize,
-    seconds: f64,
-    slice: f64,
-    warmup: f64,
+    pace: Pace,
 ) -> [Sample; 2] {
     runtime.block_on(async {
         let mut stacks = [
-            Stack::start(binary, envs[0], tool, concurrency, warmup).await,
-            Stack::start(binary, envs[1], tool, concurrency, warmup).await,
+            Stack::start(binary, envs[0], tool, pace).await,
+            Stack::start(binary, envs[1], tool, pace).await,
         ];
-        let slices = (seconds / slice).ceil().max(2.0) as usize;
+        let slices = (pace.seconds / pace.slice).ceil().max(2.0) as usize;
         let busy_before = busy_time();
         for n in 0..slices {
             // Pairs in ABBA order: each stack goes first as often as second.
             let order = if n % 2 == 0 { [0, 1] } else { [1, 0] };
             for case in order {
-                stacks[case].slice(tool, concurrency, slice).await;
+                stacks[case].slice(tool, pace).await;
             }
         }
         let own = stacks
@@ -521,6 +526,12 @@ fn main() {
     let warmup: f64 = env_or("LOAD_WARMUP_SECONDS", 1.0);
     let rounds: usize = env_or("LOAD_ROUNDS", 4_usize).max(1);
     let slice: f64 = env_or("LOAD_SLICE_SECONDS", 0.5_f64).max(0.05);
+    let pace = Pace {
+        concurrency,
+        seconds,
+        slice,
+        warmup,
+    };
     let tools: Vec<&'static str> = match std::env::var("LOAD_TOOLS") {
         Ok(list) => ["list_tasks", "create_task"]
             .into_iter()
@@ -567,16 +578,7 @@ fn main() {
         // samples[0]: all off, samples[1]: all on.
         let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
-            let pair = measure_round(
-                &runtime,
-                &binary,
-                [&off, &on],
-                tool,
-                concurrency,
-                seconds,
-                slice,
-                warmup,
-            );
+            let pair = measure_round(&runtime, &binary, [&off, &on], tool, pace);
             for (case, sample) in pair.into_iter().enumerate() {
                 eprintln!(
                     "load: {tool} round {}/{rounds} {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, \

@@ -95,32 +95,27 @@ impl EncodingTracer {
             SamplingDecision::RecordOnly => false,
             SamplingDecision::RecordAndSample => true,
         };
-        let mut span = EncodedSpan {
-            span_context: SpanContext::new(
+        let mut span = EncodedSpan::new(
+            SpanContext::new(
                 trace_id,
                 span_id,
                 trace_flags.with_sampled(sampled),
                 false,
                 sampling.trace_state,
             ),
-            parent_span_id: parent_context.map_or(SpanId::INVALID, SpanContext::span_id),
-            parent_is_remote: parent_context.is_some_and(SpanContext::is_remote),
-            name: fields.name,
-            kind: fields.kind,
+            (
+                parent_context.map_or(SpanId::INVALID, SpanContext::span_id),
+                parent_context.is_some_and(SpanContext::is_remote),
+            ),
+            (fields.name, fields.kind),
             start,
-            status: Status::Unset,
-            body: Writer::default(),
-            attributes: 0,
-            events: 0,
-            links: 0,
-            dropped: Dropped::default(),
-            limits: self.limits,
-            state: if sampled {
+            self.limits,
+            if sampled {
                 State::Recording(self.enqueue.clone())
             } else {
                 State::RecordingOnly
             },
-        };
+        );
         span.append(fields.attributes);
         for attribute in sampling.attributes {
             opentelemetry::trace::Span::set_attribute(&mut span, attribute);
@@ -203,6 +198,34 @@ pub(crate) struct EncodedSpan {
 }
 
 impl EncodedSpan {
+    /// A span with nothing set yet; `parent` is the parent's span ID (invalid for a root)
+    /// and whether it is remote.
+    fn new(
+        span_context: SpanContext,
+        (parent_span_id, parent_is_remote): (SpanId, bool),
+        (name, kind): (Cow<'static, str>, SpanKind),
+        start: SystemTime,
+        limits: SpanLimits,
+        state: State,
+    ) -> Self {
+        Self {
+            span_context,
+            parent_span_id,
+            parent_is_remote,
+            name,
+            kind,
+            start,
+            status: Status::Unset,
+            body: Writer::default(),
+            attributes: 0,
+            events: 0,
+            links: 0,
+            dropped: Dropped::default(),
+            limits,
+            state,
+        }
+    }
+
     /// Adds the fields known only at the end, and returns the whole message.
     fn finish(&mut self, end: SystemTime) -> Vec<u8> {
         let mut w = std::mem::replace(&mut self.body, Writer(Vec::new()));
@@ -464,22 +487,14 @@ impl EncodedSpan {
         kind: SpanKind,
         start: SystemTime,
     ) -> Self {
-        Self {
+        Self::new(
             span_context,
-            parent_span_id,
-            parent_is_remote,
-            name,
-            kind,
+            (parent_span_id, parent_is_remote),
+            (name, kind),
             start,
-            status: Status::Unset,
-            body: Writer(Vec::new()),
-            attributes: 0,
-            events: 0,
-            links: 0,
-            dropped: Dropped::default(),
-            limits: SpanLimits::default(),
-            state: State::RecordingOnly,
-        }
+            SpanLimits::default(),
+            State::RecordingOnly,
+        )
     }
 
     /// The finished `Span` message.
